@@ -1,0 +1,33 @@
+# asc: run `make help` for the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+PY := .venv/bin/python
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help install demo test test-fast ui clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+.venv/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --all-extras
+	@touch $@
+
+install: .venv/.synced ## create .venv and install the locked dependencies (uv)
+
+demo: install ## the paper's pipeline on synthetic scenes, logged to MLflow (a few minutes on 2 cores)
+	$(PY) train.py experiment=demo
+
+test: install ## the whole test suite (what CI runs)
+	$(PY) -m pytest
+
+test-fast: install ## the fast tests only
+	$(PY) -m pytest -m "not slow"
+
+ui: install ## serve the MLflow UI on http://127.0.0.1:5000
+	.venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+clean: ## remove generated data, caches and runs (keeps .venv)
+	rm -rf data/synthetic-scenes-* cache outputs multirun

@@ -1,0 +1,1 @@
+"""asc: acoustic scene classification."""

@@ -1,0 +1,118 @@
+"""The LightningModule that trains a :class:`asc.model.SceneNet` on spectrogram images.
+
+Batches arrive as raw uint8 images ``[B, H, W]``; the input pipeline (:mod:`asc.augment`) runs in
+``on_after_batch_transfer``, i.e. batched on the training device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from asc import augment
+from asc.model import SceneNet
+
+
+class SceneClassifier(L.LightningModule):
+    """Trains the head (and an unfrozen backbone) with Adam; validation and test share one step.
+
+    Args:
+        class_names: label names, index = class id.
+        model: keyword arguments of :class:`SceneNet` (backbone, pretrained, freeze, hidden, dropout, ...).
+        window_frames: training/evaluation window width in spectrogram frames.
+        image_size: network input side in pixels (224 for VGG16).
+        mask: maximum masked band as a fraction of the height, in [0, 1).
+        eval_windows: ``"centre"`` (the reference) or ``"cover"`` (mean over windows covering the clip).
+        lr: Adam learning rate.
+        channels_last: use the channels-last memory format (faster convolutions on modern hardware).
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        model: dict[str, Any],
+        window_frames: int,
+        image_size: int = 224,
+        mask: float = 0.0,
+        eval_windows: str = "centre",
+        lr: float = 1e-3,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if not 0 <= mask < 1:
+            raise ValueError(f"mask: {mask} must be in [0, 1)")
+        self.save_hyperparameters(logger=False)  # the run logs the whole resolved config instead
+        self.class_names = list(class_names)
+        n = len(self.class_names)
+        self.net = SceneNet(n_classes=n, **model)
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.train_acc = MulticlassAccuracy(n, average="micro")
+        self.val_acc = MulticlassAccuracy(n, average="micro")
+        self.test_acc = MulticlassAccuracy(n, average="micro")
+        self.test_confusion = MulticlassConfusionMatrix(n)
+        self.confusion: torch.Tensor | None = None  # filled at the end of testing, rows true, columns predicted
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, classes]`` for network input ``[B, 3, S, S]``."""
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        x, y = batch
+        hp = self.hparams
+        if self.trainer is not None and self.trainer.training:
+            x = augment.train_batch(x, hp.window_frames, hp.image_size, hp.mask)
+        else:
+            x = augment.eval_batch(x, hp.window_frames, hp.image_size, hp.eval_windows)
+        return x, y
+
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``[B, classes]`` for windows ``[B, n, 3, S, S]``, averaged over the n windows."""
+        B, n = x.shape[:2]
+        probs = self(x.flatten(0, 1)).float().softmax(-1)
+        return probs.view(B, n, -1).mean(1)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch: Any, stage: str) -> None:
+        x, y = batch
+        probs = self.predict_proba(x)
+        loss = F.nll_loss(probs.clamp_min(1e-12).log(), y)
+        acc = self.val_acc if stage == "val" else self.test_acc
+        acc(probs, y)
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val")
+        self.log(f"{stage}/acc", acc, on_epoch=True, prog_bar=stage == "val")
+        if stage == "test":
+            self.test_confusion.update(probs, y)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        cm = self.test_confusion.compute()
+        self.confusion = cm.detach().cpu()
+        per_class = cm.diag().float() / cm.sum(1).clamp_min(1).float()
+        for name, value in zip(self.class_names, per_class.tolist(), strict=True):
+            self.log(f"test/acc_{name}", value)
+        self.test_confusion.reset()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=self.hparams.lr)

@@ -1,0 +1,136 @@
+"""One training run: config -> data module -> classifier -> Lightning Trainer -> MLflow.
+
+``train.py`` at the repository root is the Hydra entry point; it calls :func:`run`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+#: Keys of the ``model`` group that configure the LightningModule rather than the network.
+_MODULE_KEYS = ("image_size", "lr", "eval_windows", "channels_last")
+
+
+def check_top_level(cfg: DictConfig) -> None:
+    """Clear errors for the settings users type every day."""
+    if not 0 <= float(cfg.mask) < 1:
+        raise ValueError(f"mask={cfg.mask}: must be a fraction in [0, 1) (e.g. 0.1 masks at most 10 % of the height)")
+    if float(cfg.window) <= 0:
+        raise ValueError(f"window={cfg.window}: must be a positive number of seconds")
+
+
+def output_dir() -> Path:
+    """Hydra's run folder when running under Hydra, else a fresh temporary folder."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:
+        return Path(tempfile.mkdtemp(prefix="asc-run-"))
+
+
+def parameter_counts(net) -> dict[str, int]:
+    total = sum(p.numel() for p in net.parameters())
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    return {"params/total": total, "params/trainable": trainable}
+
+
+def flops_per_sample(net, image_size: int) -> int:
+    """Forward FLOPs for one ``[1, 3, S, S]`` input (torch's FLOP counter; a multiply-add counts 2)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = net.training
+    net.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(torch.zeros(1, 3, image_size, image_size))
+    net.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train, test on the best-validation checkpoint, log everything to MLflow. Returns the key results."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from asc.config import settings
+    from asc.datamodule import DataConfig, SceneDataModule
+    from asc.features import FeatureSpec
+    from asc.module import SceneClassifier
+    from asc.tracking import flatten, log_confusion, make_logger, run_name
+
+    check_top_level(cfg)
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")  # augmentation is the module's
+    L.seed_everything(int(cfg.seed), workers=True)
+    spec = settings(FeatureSpec, cfg.features, "features")
+    data = settings(DataConfig, cfg.data, "data")
+    dm = SceneDataModule(data, spec, float(cfg.window), progress=bool(cfg.progress))
+    dm.prepare_data()
+    dm.setup("fit")
+
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    module_kwargs = {k: model_cfg.pop(k) for k in _MODULE_KEYS if k in model_cfg}
+    model_cfg.pop("name", None)
+    module = SceneClassifier(
+        class_names=dm.class_names,
+        model=model_cfg,
+        window_frames=spec.window_frames(float(cfg.window)),
+        mask=float(cfg.mask),
+        **module_kwargs,
+    )
+
+    name = run_name(float(cfg.window), float(cfg.mask), int(cfg.seed))
+    tags = {
+        "window": cfg.window, "mask": cfg.mask, "seed": cfg.seed, "split": data.split,
+        "features": spec.kind, "backbone": model_cfg.get("backbone"), "cell": f"window={cfg.window:g},mask={cfg.mask:g}",
+    }
+    if cfg.get("sweep_id"):
+        tags["sweep"] = cfg.sweep_id
+    logger = make_logger(cfg.logger.experiment, name, cfg.logger.tracking_uri, cfg.logger.get("artifacts"), tags)
+    client, run_id = logger.experiment, logger.run_id
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    logger.log_hyperparams(flatten(resolved))
+    client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    facts = {
+        **parameter_counts(module.net),
+        "flops_per_sample": flops_per_sample(module.net, module.hparams.image_size),
+        **{f"split/{k}": v for k, v in dm.split_sizes.items()},
+        "split/leakage": dm.leakage,
+        "data/skipped": dm.skipped,
+    }
+    logger.log_metrics(facts)
+
+    out = output_dir()
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    patience = trainer_cfg.pop("patience", 10)  # the only key that is not a lightning.Trainer argument
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/acc", mode="max", save_top_k=1)
+    trainer = L.Trainer(
+        **trainer_cfg,
+        logger=logger,
+        callbacks=[checkpoint, EarlyStopping(monitor="val/acc", mode="max", patience=patience)],
+        default_root_dir=out,
+        enable_progress_bar=bool(cfg.progress),
+    )
+    trainer.fit(module, datamodule=dm)
+    trainer.test(module, datamodule=dm, ckpt_path="best", weights_only=True, verbose=False)
+
+    test_acc = float(trainer.callback_metrics["test/acc"])
+    best_val = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan")
+    logger.log_metrics({"best_val/acc": best_val})
+    log_confusion(client, run_id, module.confusion.numpy(), dm.class_names, title=f"{name}: test")
+    client.log_artifact(run_id, checkpoint.best_model_path, "checkpoints")
+    logger.finalize("success")
+    result = {
+        "run_name": name, "run_id": run_id, "experiment_id": logger.experiment_id, "test/acc": test_acc,
+        "val/acc": best_val, "checkpoint": checkpoint.best_model_path, "epochs": trainer.current_epoch,
+    }
+    log.info("%s: test accuracy %.3f (best val %.3f), MLflow run %s", name, test_acc, best_val, run_id)
+    return result

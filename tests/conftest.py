@@ -1,0 +1,44 @@
+"""Shared fixtures: every test builds its own data (synthetic audio in temporary folders)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: A small, fast variant of TAU: 2 cities x 3 locations x 2 segments x 10 scenes = 120 clips of 4 s at 32 kHz.
+TINY = dict(cities=("lyon", "milan"), locations_per_city=3, segments_per_location=2, duration=4.0, sample_rate=32_000)
+#: Hydra overrides that shrink the real config to the tiny set (used by end-to-end tests).
+TINY_OVERRIDES = [
+    "experiment=demo",
+    "data.synthetic.cities=[lyon,milan]",
+    "data.synthetic.locations_per_city=3",
+    "data.synthetic.segments_per_location=2",
+    "data.synthetic.duration=4.0",
+    "data.synthetic.sample_rate=32000",
+    "features.sample_rate=32000",
+    "window=2.0",
+    "mask=0.1",
+    "model.image_size=64",
+    "trainer.max_epochs=2",
+    "progress=false",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_tau(tmp_path_factory) -> Path:
+    """A 120-clip synthetic dataset in TAU's layout (stereo 24-bit WAV), shared by the session."""
+    from asc.synth import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("tau") / "TAU-urban-acoustic-scenes-2019-development"
+    return generate(root, SynthConfig(**TINY), progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_spec():
+    """Feature settings that fit the tiny set's 32 kHz rate (top CQT bin 15.8 kHz < 16 kHz)."""
+    from asc.features import FeatureSpec
+
+    return FeatureSpec(sample_rate=32_000)

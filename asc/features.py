@@ -57,9 +57,10 @@ class FeatureSpec:
             raise ValueError(f"features.emphasis_alpha: {self.emphasis_alpha} Hz must be positive (or null to disable)")
         if self.kind == "cqt":
             f_top = self.fmin * 2 ** ((self.n_bins - 1) / self.bins_per_octave)
-            if f_top >= self.sample_rate / 2:
+            # librosa needs the top filter's band (about one bin wide) below Nyquist too
+            if f_top * 2 ** (1 / self.bins_per_octave) >= self.sample_rate / 2:
                 raise ValueError(
-                    f"features: the top CQT bin ({f_top:.0f} Hz) is above Nyquist ({self.sample_rate / 2:.0f} Hz); "
+                    f"features: the top CQT bin ({f_top:.0f} Hz) and its band reach Nyquist ({self.sample_rate / 2:.0f} Hz); "
                     "lower n_bins or fmin, or raise sample_rate"
                 )
 

@@ -8,8 +8,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: A small, fast variant of TAU: 2 cities x 3 locations x 2 segments x 10 scenes = 120 clips of 4 s at 32 kHz.
-TINY = dict(cities=("lyon", "milan"), locations_per_city=3, segments_per_location=2, duration=4.0, sample_rate=32_000)
+#: A small, fast variant of TAU: 2 cities x 3 locations x 2 segments x 10 scenes = 120 clips of 4 s (48 kHz, stereo, 24 bit).
+TINY = dict(cities=("lyon", "milan"), locations_per_city=3, segments_per_location=2, duration=4.0)
 #: Hydra overrides that shrink the real config to the tiny set (used by end-to-end tests).
 TINY_OVERRIDES = [
     "experiment=demo",
@@ -17,8 +17,6 @@ TINY_OVERRIDES = [
     "data.synthetic.locations_per_city=3",
     "data.synthetic.segments_per_location=2",
     "data.synthetic.duration=4.0",
-    "data.synthetic.sample_rate=32000",
-    "features.sample_rate=32000",
     "window=2.0",
     "mask=0.1",
     "model.image_size=64",
@@ -36,9 +34,14 @@ def tiny_tau(tmp_path_factory) -> Path:
     return generate(root, SynthConfig(**TINY), progress=False)
 
 
-@pytest.fixture(scope="session")
-def tiny_spec():
-    """Feature settings that fit the tiny set's 32 kHz rate (top CQT bin 15.8 kHz < 16 kHz)."""
-    from asc.features import FeatureSpec
+@pytest.fixture
+def compose():
+    """Compose the real Hydra config (``conf/``) with overrides, as ``train.py`` would."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
-    return FeatureSpec(sample_rate=32_000)
+    def _compose(*overrides: str):
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            return hydra_compose(config_name="config", overrides=list(overrides))
+
+    return _compose

@@ -1,0 +1,67 @@
+import math
+
+import pytest
+import torch
+
+from asc import augment
+
+
+def test_crop_takes_the_window_at_each_offset():
+    x = torch.arange(10).repeat(2, 3, 1)  # [B=2, H=3, W=10], value = frame index
+    out = augment.crop(x, torch.tensor([0, 6]), 4)
+    assert out.shape == (2, 3, 4)
+    assert out[0, 0].tolist() == [0, 1, 2, 3] and out[1, 2].tolist() == [6, 7, 8, 9]
+
+
+def test_random_offsets_stay_inside_the_image():
+    torch.manual_seed(0)
+    off = augment.random_offsets(10_000, 469, 234)
+    assert off.min() == 0 and off.max() == 469 - 234  # both ends reachable, nothing beyond
+
+
+def test_crop_wider_than_image_is_an_error():
+    with pytest.raises(ValueError, match="wider"):
+        augment.crop(torch.zeros(1, 4, 10), torch.zeros(1, dtype=torch.long), 11)
+
+
+def test_band_mask_bounds_and_fill():
+    torch.manual_seed(0)
+    H, frac = 224, 0.2
+    x = torch.zeros(2000, H, 8)
+    out = augment.band_mask(x, frac)
+    masked = (out == augment.MASK_FILL).all(dim=2)  # [B, H] rows filled over the whole width
+    heights = masked.sum(1)
+    assert heights.max() <= math.floor(frac * H) and heights.min() == 0
+    assert heights.float().mean() == pytest.approx(frac * H / 2, rel=0.1)  # uniform in [0, frac*H]
+    for row in masked[heights > 0][:50]:  # one contiguous band
+        idx = row.nonzero().flatten()
+        assert idx.max() - idx.min() + 1 == idx.numel()
+    assert ((out == 0) | (out == augment.MASK_FILL)).all()
+    assert torch.equal(augment.band_mask(x, 0.0), x)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5])
+def test_band_mask_rejects_fractions_outside_0_1(bad):
+    with pytest.raises(ValueError, match="mask"):
+        augment.band_mask(torch.zeros(1, 4, 4), bad)
+
+
+def test_train_and_eval_batches_are_normalised_imagenet_inputs():
+    x = torch.randint(0, 256, (4, 256, 469), dtype=torch.uint8)
+    tr = augment.train_batch(x, 234, 224, 0.1)
+    assert tr.shape == (4, 3, 224, 224) and tr.dtype == torch.float32
+    ev = augment.eval_batch(x, 234, 224)
+    assert ev.shape == (4, 1, 3, 224, 224)
+    cover = augment.eval_batch(x, 234, 224, "cover")
+    assert cover.shape == (4, 3, 3, 224, 224)  # ceil(469 / 234) windows
+    grey = augment.to_network(torch.full((1, 2, 2), 255.0))
+    expected = [(1 - m) / s for m, s in zip(augment.IMAGENET_MEAN, augment.IMAGENET_STD)]
+    assert grey[0, :, 0, 0].tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_centre_window_is_centred():
+    x = torch.arange(469).repeat(1, 2, 1)
+    starts = augment.centre_offsets(1, 469, 234)
+    assert starts.item() == (469 - 234) // 2
+    cover = augment.cover_offsets(469, 234)
+    assert cover[0] == 0 and cover[-1] == 469 - 234

@@ -65,7 +65,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from asc.datamodule import DataConfig, SceneDataModule
     from asc.features import FeatureSpec
     from asc.module import SceneClassifier
-    from asc.tracking import flatten, log_confusion, make_logger, run_name
+    from asc.tracking import flatten, log_confusion, make_logger, run_name, tracking_uri
 
     check_top_level(cfg)
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")  # augmentation is the module's
@@ -132,5 +132,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "run_name": name, "run_id": run_id, "experiment_id": logger.experiment_id, "test/acc": test_acc,
         "val/acc": best_val, "checkpoint": checkpoint.best_model_path, "epochs": trainer.current_epoch,
     }
-    log.info("%s: test accuracy %.3f (best val %.3f), MLflow run %s", name, test_acc, best_val, run_id)
+    print(
+        f"\n{name}: test accuracy {test_acc:.3f} (best validation {best_val:.3f}, {trainer.current_epoch} epochs)\n"
+        f"MLflow run {run_id} in experiment '{cfg.logger.experiment}' at {tracking_uri(cfg.logger.tracking_uri)}\n"
+        "Browse it: make ui  ->  http://127.0.0.1:5000\n",
+        flush=True,
+    )
     return result

@@ -56,8 +56,17 @@ def flops_per_sample(net, image_size: int) -> int:
     return int(counter.get_total_flops())
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train, test on the best-validation checkpoint, log everything to MLflow. Returns the key results."""
+def run(
+    cfg: DictConfig,
+    callbacks: list | None = None,
+    parent_run_id: str | None = None,
+    tags: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train, test on the best-validation checkpoint, log everything to MLflow. Returns the key results.
+
+    ``callbacks`` are added to the Trainer's (e.g. Optuna's pruning callback); ``parent_run_id`` makes the
+    MLflow run a nested child of that run; ``tags`` are added to the run's tags.
+    """
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -88,13 +97,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
 
     name = run_name(float(cfg.window), float(cfg.mask), int(cfg.seed))
-    tags = {
+    run_tags = {
         "window": cfg.window, "mask": cfg.mask, "seed": cfg.seed, "split": data.split,
         "features": spec.kind, "backbone": model_cfg.get("backbone"), "cell": f"window={cfg.window:g},mask={cfg.mask:g}",
     }
     if cfg.get("sweep_id"):
-        tags["sweep"] = cfg.sweep_id
-    logger = make_logger(cfg.logger.experiment, name, cfg.logger.tracking_uri, cfg.logger.get("artifacts"), tags)
+        run_tags["sweep"] = cfg.sweep_id
+    if parent_run_id:
+        run_tags["mlflow.parentRunId"] = parent_run_id
+    run_tags.update(tags or {})
+    logger = make_logger(cfg.logger.experiment, name, cfg.logger.tracking_uri, cfg.logger.get("artifacts"), run_tags)
     client, run_id = logger.experiment, logger.run_id
     resolved = OmegaConf.to_container(cfg, resolve=True)
     logger.log_hyperparams(flatten(resolved))
@@ -108,19 +120,26 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     logger.log_metrics(facts)
 
-    out = output_dir()
+    out = output_dir() / name if parent_run_id else output_dir()  # nested runs share their process's folder
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     patience = trainer_cfg.pop("patience", 10)  # the only key that is not a lightning.Trainer argument
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/acc", mode="max", save_top_k=1)
     trainer = L.Trainer(
         **trainer_cfg,
         logger=logger,
-        callbacks=[checkpoint, EarlyStopping(monitor="val/acc", mode="max", patience=patience)],
+        callbacks=[checkpoint, EarlyStopping(monitor="val/acc", mode="max", patience=patience), *(callbacks or [])],
         default_root_dir=out,
         enable_progress_bar=bool(cfg.progress),
     )
-    trainer.fit(module, datamodule=dm)
-    trainer.test(module, datamodule=dm, ckpt_path="best", weights_only=True, verbose=False)
+    try:
+        trainer.fit(module, datamodule=dm)
+        trainer.test(module, datamodule=dm, ckpt_path="best", weights_only=True, verbose=False)
+    except BaseException as err:
+        # a pruned trial or Ctrl-C is KILLED, anything else FAILED: the run never stays RUNNING
+        stopped = isinstance(err, KeyboardInterrupt) or type(err).__name__ == "TrialPruned"
+        client.set_tag(run_id, "error", f"{type(err).__name__}: {err}"[:5000])
+        logger.finalize("KILLED" if stopped else "FAILED")
+        raise
 
     test_acc = float(trainer.callback_metrics["test/acc"])
     best_val = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan")

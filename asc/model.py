@@ -59,7 +59,11 @@ class VGG16Features(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """A small CNN trained from scratch, for CPU machines, the demo and tests: ``[B, 3, H, W] -> [B, C]``."""
+    """A small CNN trained from scratch, for CPU machines, the demo and tests: ``[B, 3, H, W] -> [B, 4 C]``.
+
+    It averages over time but keeps four frequency bands: where in the spectrum the energy sits is what
+    tells scenes apart, and a global pool would throw that away.
+    """
 
     def __init__(self, channels: Sequence[int] = (16, 32, 64, 128)) -> None:
         super().__init__()
@@ -69,8 +73,8 @@ class SmallCNN(nn.Module):
             layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             c_in = c
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.out_dim = c_in
+        self.pool = nn.AdaptiveAvgPool2d((4, 1))
+        self.out_dim = 4 * c_in
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(self.features(x)), 1)

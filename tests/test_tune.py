@@ -63,7 +63,9 @@ def test_study_prunes_resumes_and_is_tracked(tmp_path):
     assert "best.model.lr" in summary.params and summary.metrics["trials/pruned"] >= 1
     assert summary.metrics["retrain/n"] == 2 and 0 <= summary.metrics["retrain/test_acc_mean"] <= 1
     plots = {a.path for a in client.list_artifacts(parent, "plots")}
-    assert {"plots/optimization_history.png", "plots/slice.png", "plots/param_importances.png"} <= plots
+    assert {"plots/optimization_history.png", "plots/slice.png"} <= plots
+    if summary.metrics["trials/complete"] >= 2:  # importances need two finished trials
+        assert "plots/param_importances.png" in plots
 
 
 @pytest.mark.slow

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,15 +89,32 @@ def apply(cfg: DictConfig, params: dict[str, Any]) -> DictConfig:
 
 
 # -- Optuna objects from config -------------------------------------------------------------------------
+def _first_open(open_fn, tries: int = 5):
+    """Workers started together race to create a new database's schema: the losers retry and find it made."""
+    import sqlalchemy.exc
+    from alembic.util import CommandError
+
+    for attempt in range(tries):
+        try:
+            return open_fn()
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError, CommandError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5 + random.random() * (attempt + 1))
+
+
 def make_storage(url: str):
     import optuna
 
-    try:
+    def _open():
         storage = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
         storage.get_all_studies()
+        return storage
+
+    try:
+        return _first_open(_open)
     except Exception as err:  # noqa: BLE001 - bad URL, missing driver, unreachable server, unwritable file
         raise TuneConfigError(f"tune.storage: cannot open {url!r} ({type(err).__name__}: {err})") from err
-    return storage
 
 
 def make_pruner(spec: DictConfig):
@@ -128,22 +147,36 @@ def _client(cfg: DictConfig):
 
     from asc.tracking import artifact_location, tracking_uri
 
-    client = mlflow.MlflowClient(tracking_uri(cfg.logger.tracking_uri))
-    exp = client.get_experiment_by_name(cfg.logger.experiment)
-    exp_id = exp.experiment_id if exp else client.create_experiment(cfg.logger.experiment, artifact_location(cfg.logger.get("artifacts")))
-    return client, exp_id
+    def _open():
+        client = mlflow.MlflowClient(tracking_uri(cfg.logger.tracking_uri))
+        exp = client.get_experiment_by_name(cfg.logger.experiment)
+        if exp:
+            return client, exp.experiment_id
+        return client, client.create_experiment(cfg.logger.experiment, artifact_location(cfg.logger.get("artifacts")))
+
+    return _first_open(_open)
+
+
+def _study_parents(client, exp_id: str, name: str) -> list:
+    runs = client.search_runs([exp_id], filter_string=f"tags.`{STUDY_TAG}` = '{name}' and tags.kind = 'study'")
+    return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
 
 
 def study_parent_run(cfg: DictConfig, study) -> str:
-    """The study's MLflow parent run: created once, its id kept in the study so every worker finds it."""
-    run_id = study.user_attrs.get("mlflow_parent_run_id")
+    """The study's MLflow parent run, found by its tag: every worker and every resume uses the same one.
+
+    Workers that start together may each create one; all then keep the oldest and delete their own.
+    """
     client, exp_id = _client(cfg)
-    if run_id:
-        return run_id
-    run = client.create_run(exp_id, run_name=f"study={study.study_name}", tags={STUDY_TAG: study.study_name, "kind": "study"})
-    client.log_text(run.info.run_id, OmegaConf.to_yaml(cfg.tune, resolve=True), "tune.yaml")
-    study.set_user_attr("mlflow_parent_run_id", run.info.run_id)
-    return run.info.run_id
+    parents = _study_parents(client, exp_id, study.study_name)
+    if parents:
+        return parents[0].info.run_id
+    mine = client.create_run(exp_id, run_name=f"study={study.study_name}", tags={STUDY_TAG: study.study_name, "kind": "study"})
+    client.log_text(mine.info.run_id, OmegaConf.to_yaml(cfg.tune, resolve=True), "tune.yaml")
+    oldest = _study_parents(client, exp_id, study.study_name)[0].info.run_id
+    if oldest != mine.info.run_id:
+        client.delete_run(mine.info.run_id)
+    return oldest
 
 
 def trial_run(cfg: DictConfig, parent: str, trial, params: dict[str, Any]) -> str:

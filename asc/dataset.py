@@ -351,6 +351,7 @@ def summary(root: Path, df: pd.DataFrame, layout: Layout, kind: str = "tau", pro
             if off.any():
                 names = [f"{n} ({_facts(h)})" for n, (_, h) in zip(df.loc[off[off].index, "filename"], ok[off].iterrows())]
                 warnings.append(_listing(f"{int(off.sum())} file(s) {what}, unlike TAU", names, limit=5))
+    lines += split_lines(df, kind)
     errors = list(layout.errors)
     if unreadable:
         errors.append(_listing(f"{len(unreadable)} unreadable audio file(s)", unreadable))
@@ -361,6 +362,24 @@ def summary(root: Path, df: pd.DataFrame, layout: Layout, kind: str = "tau", pro
     lines.append("no problems found" if not errors and not warnings else
                  f"{len(errors)} error(s), {len(warnings)} warning(s)")
     return "\n".join(lines), bool(errors)
+
+
+def split_lines(df: pd.DataFrame, kind: str = "tau", seed: int = 42) -> list[str]:
+    """One line per split this dataset supports: its sizes and leakage (share of test clips whose recording
+    location is also in training)."""
+    from asc.splits import PARTS, leakage, make_split
+
+    names = ["paper", "grouped"] + (["fold1"] if kind == "tau" else []) + (["given"] if df["given"].notna().any() else [])
+    out = []
+    for name in names:
+        try:
+            part = make_split(df, name, seed)
+        except ValueError as err:
+            out.append(f"split {name}: not available ({err})")
+            continue
+        sizes = ", ".join(f"{p} {int((part == p).sum())}" for p in PARTS)
+        out.append(f"split {name} (seed {seed}): {sizes}; leakage {leakage(df, part):.3f}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

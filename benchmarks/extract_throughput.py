@@ -36,7 +36,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=a.dir) as tmp:
         tmp = Path(tmp)
         per_location = 2
-        cfg = SynthConfig(cities=("lyon",), locations_per_city=-(-(max(a.clips + workers, a.single + 1)) // (10 * per_location)),
+        cfg = SynthConfig(cities=("lyon",), locations_per_city=-(-(max(a.clips, a.single) + 3 * workers) // (10 * per_location)),
                           segments_per_location=per_location)  # TAU's format: 10 s, 48 kHz, PCM_24, stereo
         t = time.perf_counter()
         root = generate(tmp / "tau", cfg, workers=workers, progress=False)
@@ -52,15 +52,19 @@ def main() -> None:
 
         def timed(cache_dir: Path, chosen: list[Path], n_workers: int) -> float:
             cache = FeatureCache(cache_dir, spec)
-            warm, rest = chosen[:n_workers], chosen[n_workers:]  # warm-up: start the workers, compile librosa's JIT
+            # warm-up: start the workers, import librosa and compile its JIT in each (a few clips each)
+            warm, rest = chosen[: 3 * n_workers], chosen[3 * n_workers :]
             cache.build(warm, [f.name for f in warm], workers=n_workers, progress=False)
             t0 = time.perf_counter()
             report = cache.build(rest, [f.name for f in rest], workers=n_workers, progress=False)
             assert report.computed == len(rest)
             return report.computed / (time.perf_counter() - t0)
 
-        one = timed(tmp / "c1", files[: a.single + 1], 1)
-        many = timed(tmp / "cN", files[: a.clips + workers], workers)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):  # one core: no BLAS/OpenMP threads either (loky gives its workers the same)
+            one = timed(tmp / "c1", files[: a.single + 3], 1)
+        many = timed(tmp / "cN", files[: a.clips + 3 * workers], workers)
         entry = next((tmp / "cN").glob(f"{spec.kind}-*/*.npy"))
         size = entry.stat().st_size
     print(f"features={a.features}: one worker {one:.3f} clips/s (per core); {workers} workers {many:.2f} clips/s; "

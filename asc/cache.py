@@ -274,5 +274,5 @@ def main(argv: list[str] | None = None) -> None:
     if report.computed:
         print(f"{seconds:.1f} s, {rate:.2f} clips/s on {min(workers, report.computed)} worker(s) "
               f"({rate / min(workers, report.computed):.3f} clips/s per worker)")
-    for name, error in report.skipped:
+    for _, error in report.skipped:
         print(f"skipped {error}")

@@ -134,7 +134,7 @@ class SceneDataModule(L.LightningDataModule):
             log.warning("%d file(s) without features are left out (data.on_error=skip)", int(missing.sum()))
         if short.any():
             hop = self.spec.hop_length / self.spec.sample_rate
-            shown = ", ".join(f"{n} ({(w - 1) * hop:.2f} s)" for n, w in zip(df["filename"][short][:5], widths[short][:5]))
+            shown = ", ".join(f"{n} ({(w - 1) * hop:.2f} s)" for n, w in zip(df["filename"][short][:5], widths[short][:5], strict=True))
             text = (f"{int(short.sum())} clip(s) of {self.root} are shorter than window={self.window:g} s "
                     f"({need} frames): {shown}")
             if self.cfg.on_error != "skip":
@@ -142,7 +142,7 @@ class SceneDataModule(L.LightningDataModule):
             log.warning("%s; left out (data.on_error=skip)", text)
         keep = ~(missing | short)
         self.skipped = int((~keep).sum())
-        df, files, widths = df[keep].reset_index(drop=True), [f for f, k in zip(files, keep) if k], widths[keep]
+        df, files, widths = df[keep].reset_index(drop=True), [f for f, k in zip(files, keep, strict=True) if k], widths[keep]
         check_classes(df, df["part"])
         width = int(widths.min())
         if (widths != width).any():

@@ -349,7 +349,7 @@ def summary(root: Path, df: pd.DataFrame, layout: Layout, kind: str = "tau", pro
         }
         for what, off in checks.items():
             if off.any():
-                names = [f"{n} ({_facts(h)})" for n, (_, h) in zip(df.loc[off[off].index, "filename"], ok[off].iterrows())]
+                names = [f"{n} ({_facts(h)})" for n, (_, h) in zip(df.loc[off[off].index, "filename"], ok[off].iterrows(), strict=True)]
                 warnings.append(_listing(f"{int(off.sum())} file(s) {what}, unlike TAU", names, limit=5))
     lines += split_lines(df, kind)
     errors = list(layout.errors)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -101,7 +100,7 @@ def test_on_device_holds_the_split_on_the_gpu(own, tmp_path):
 
 
 @pytest.mark.slow
-def test_folder_dataset_trains_end_to_end(own, tmp_path):
+def test_folder_dataset_trains_end_to_end(own, tmp_path, monkeypatch):
     """`python train.py data=folder ...` on your own recordings: features, split, training, MLflow."""
     import mlflow
     from hydra import compose, initialize_config_dir
@@ -118,6 +117,9 @@ def test_folder_dataset_trains_end_to_end(own, tmp_path):
     conf = Path(__file__).resolve().parents[1] / "conf"
     with initialize_config_dir(str(conf), version_base="1.3"):
         cfg = compose("config", overrides=["data=folder", *overrides])
+    # mlflow.set_tracking_uri (called by Lightning) exports MLFLOW_TRACKING_URI, which asc.tracking prefers to the
+    # config: an earlier run in this process would otherwise redirect this one to its store
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = run(cfg)
     assert 0.0 <= result["test/acc"] <= 1.0
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")

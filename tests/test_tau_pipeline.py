@@ -12,7 +12,7 @@ from asc.scenes import DEV_DIRNAME
 
 
 @pytest.mark.slow
-def test_download_verify_extract_train(tmp_path, capsys):
+def test_download_verify_extract_train(tmp_path, capsys, monkeypatch):
     import mlflow
     from hydra import compose, initialize_config_dir
     from test_download import Zenodo, _zip
@@ -66,6 +66,9 @@ def test_download_verify_extract_train(tmp_path, capsys):
             "model=small_cnn", "model.image_size=64", "trainer.max_epochs=1", "window=0.5", "progress=false",
             f"logger.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", f"logger.artifacts={tmp_path / 'art'}",
         ])
+    # mlflow.set_tracking_uri (called by Lightning) exports MLFLOW_TRACKING_URI, which asc.tracking prefers to the
+    # config: an earlier run in this process would otherwise redirect this one to its store
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = run(cfg)
     metrics = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(result["run_id"]).data.metrics
     assert metrics["split/leakage"] == 0.0 and metrics["split/test"] == 20 and metrics["data/skipped"] == 0

@@ -19,7 +19,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 
 from asc.cache import FeatureCache
 from asc.dataset import read_folder, read_tau, safe_path
@@ -52,8 +52,9 @@ class DataConfig:
 class TensorBatches(Dataset):
     """Tensors indexed by a whole batch of indices at once: ``ds[[i, j, ...]] -> (x[idx], y[idx])``.
 
-    Used with a :class:`~torch.utils.data.BatchSampler` and ``batch_size=None``, so a batch is one gather
-    on the tensors' device instead of per-sample indexing and collation.
+    The DataLoader fetches a batch through ``__getitems__`` (one gather on the tensors' device instead of
+    per-sample indexing and stacking) and :func:`as_batch` passes it through. The loader keeps its ordinary
+    ``batch_size``/``shuffle``/``sampler``, so Lightning can still swap in a distributed sampler.
     """
 
     def __init__(self, *tensors: torch.Tensor) -> None:
@@ -68,8 +69,16 @@ class TensorBatches(Dataset):
         index = torch.as_tensor(index, dtype=torch.long, device=self.tensors[0].device)
         return tuple(t[index] for t in self.tensors)
 
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        return self[indices]
+
     def to(self, device: torch.device) -> TensorBatches:
         return TensorBatches(*(t.to(device) for t in self.tensors))
+
+
+def as_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """``collate_fn`` for :class:`TensorBatches`: the batch is already made."""
+    return batch
 
 
 class SceneDataModule(L.LightningDataModule):
@@ -170,12 +179,12 @@ class SceneDataModule(L.LightningDataModule):
             self._parts[part] = self._parts[part].to(device)  # once: later calls find it there
         data = self._parts[part]
         on_host = data.tensors[0].device.type == "cpu"
-        order = RandomSampler(data) if shuffle else SequentialSampler(data)
         workers = self.cfg.num_workers if on_host else 0  # worker processes cannot share device tensors
         return DataLoader(
             data,
-            sampler=BatchSampler(order, batch_size=self.cfg.batch_size, drop_last=False),
-            batch_size=None,
+            batch_size=self.cfg.batch_size,
+            shuffle=shuffle,
+            collate_fn=as_batch,
             num_workers=workers,
             pin_memory=on_host and torch.cuda.is_available(),
             persistent_workers=workers > 0,

@@ -57,6 +57,22 @@ def test_tensor_batches_cut_whole_batches():
     with pytest.raises(ValueError):
         TensorBatches(x, y[:3])
 
+    class Counting(TensorBatches):
+        calls: list = []
+
+        def __getitem__(self, index):
+            self.calls.append(index)
+            return super().__getitem__(index)
+
+    from torch.utils.data import DataLoader
+
+    from asc.datamodule import as_batch
+
+    ds = Counting(x, y)
+    got = [b[1].tolist() for b in DataLoader(ds, batch_size=4, shuffle=False, collate_fn=as_batch)]
+    assert got == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert len(ds.calls) == 3 and all(isinstance(i, list) for i in ds.calls)  # one gather per batch
+
 
 def test_folder_split_loaders_in_memory(own, tmp_path):
     cfg = DataConfig(root=str(own), kind="folder", split="grouped", cache_dir=str(tmp_path / "cache"),
@@ -68,7 +84,7 @@ def test_folder_split_loaders_in_memory(own, tmp_path):
     assert dm.split_sizes == {"train": 12, "val": 6, "test": 6}  # 4 sessions per label: 2/1/1
     assert dm.frames == int(2.0 * SR) // 1024 + 1  # the 22.05 kHz files were resampled to 16 kHz
     batches = list(dm.train_dataloader())  # no trainer: on_device has no device to go to, stays on the CPU
-    assert [len(b[1]) for b in batches] == [5, 5, 2]
+    assert [len(b[1]) for b in batches] == [5, 5, 2]  # ordinary DataLoader batching, no drop_last
     x, y = batches[0]
     assert x.dtype == torch.uint8 and x.shape[1:] == (216, dm.frames) and y.dtype == torch.long
     seen = torch.cat([b[1] for b in batches])

@@ -31,3 +31,15 @@ ui: install ## serve the MLflow UI on http://127.0.0.1:5000
 
 clean: ## remove generated data, caches and runs (keeps .venv)
 	rm -rf data/synthetic-scenes-* cache outputs multirun
+
+# -- the TAU dataset (see README, "The TAU dataset") --
+DATA ?= data
+TAU := $(DATA)/TAU-urban-acoustic-scenes-2019-development
+.PHONY: data features
+
+data: install ## fetch TAU 2019 development from Zenodo into data/ (DATA=dir; md5-checked, resumable), verify it
+	.venv/bin/asc download $(DATA)
+	.venv/bin/asc verify $(TAU)
+
+features: install ## the paper's CQT image of every TAU clip into cache/ (all cores, resumable)
+	.venv/bin/asc extract $(TAU) --cache cache

@@ -5,6 +5,9 @@ Layout: ``<cache_root>/<kind>-<spec hash>/<file stem>.<source hash>.npy`` (uint8
 modification time, so a replaced recording is recomputed. Entries are written to a temporary name and
 renamed into place: a killed extraction leaves no half-written entry under a valid name, a rerun computes
 only what is missing, and two jobs filling the same cache at once end with one correct copy of each entry.
+Builders of one cache folder also take turns (an exclusive ``flock`` on ``.build.lock``): the second job
+waits, then finds the entries the first computed, so a sweep's parallel jobs do not all extract the same
+clips. Temporary files a killed job left behind are removed once they are an hour old.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +28,9 @@ import numpy as np
 from asc.features import FeatureSpec, image_from_file
 
 log = logging.getLogger(__name__)
+
+#: A temporary entry older than this (seconds) belongs to a killed job and is removed.
+STALE_SECONDS = 3600.0
 
 
 @dataclass
@@ -65,6 +73,50 @@ class FeatureCache:
         digest = hashlib.sha1(f"{name}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
         return self.dir / f"{Path(name).stem}.{digest}.npy"
 
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the cache folder's build lock (waits while another process holds it)."""
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): atomic renames still keep the cache correct
+            yield
+            return
+        with open(self.dir / ".build.lock", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("%s: another job is extracting into this cache; waiting for it", self.dir)
+                fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def remove_stale(self, max_age: float = STALE_SECONDS) -> int:
+        """Delete temporary entries older than ``max_age`` seconds (left by killed jobs). Returns how many."""
+        now, count = time.time(), 0
+        for tmp in self.dir.glob(".*.tmp"):
+            try:
+                if now - tmp.stat().st_mtime > max_age:
+                    tmp.unlink()
+                    count += 1
+            except FileNotFoundError:  # its job renamed it in the meantime
+                pass
+        return count
+
+    def missing(self, files: Sequence[Path], names: Sequence[str]) -> list[tuple[Path, Path]]:
+        """``(audio, entry)`` for every file whose entry is not in the cache."""
+        from asc.audio import AudioError
+
+        todo = []
+        for audio, name in zip(files, names, strict=True):
+            if not audio.is_file():
+                raise AudioError(f"{audio}: no such audio file")
+            dst = self.entry(audio, name)
+            if not dst.exists():
+                todo.append((audio, dst))
+        return todo
+
     def build(
         self,
         files: Sequence[Path],
@@ -73,32 +125,34 @@ class FeatureCache:
         on_error: str = "raise",
         progress: bool = True,
     ) -> ExtractReport:
-        """Compute every missing entry, using ``workers`` processes (default: all cores).
+        """Compute every missing entry, using ``workers`` processes (default: every core this process may use).
 
         ``on_error``: ``"raise"`` stops at the first bad file with an error naming it; ``"skip"`` leaves it
-        out, counts it in the report and logs a warning. Memory stays bounded: workers write their own
-        entries and return only a status.
+        out, counts it in the report and logs a warning. Memory stays bounded whatever the number of clips:
+        jobs are handed out lazily, workers write their own entries and return only a status. A progress bar
+        shows clips done, clips/s and the ETA.
         """
-        from joblib import Parallel, delayed
-        from tqdm.auto import tqdm
-
         if on_error not in ("raise", "skip"):
             raise ValueError(f"data.on_error: {on_error!r} is not one of 'raise', 'skip'")
         report = ExtractReport()
-        todo = []
-        for audio, name in zip(files, names, strict=True):
-            if not audio.is_file():
-                from asc.audio import AudioError
+        todo = self.missing(files, names)
+        if todo:
+            with self._exclusive():
+                self.remove_stale()
+                todo = [(audio, dst) for audio, dst in todo if not dst.exists()]  # filled while we waited?
+                if todo:
+                    self._run(todo, workers, on_error, progress, report)
+        report.cached = len(files) - report.computed - len(report.skipped)
+        if report.skipped:
+            log.warning("%d file(s) skipped because they could not be used (data.on_error=skip)", len(report.skipped))
+        return report
 
-                raise AudioError(f"{audio}: no such audio file")
-            dst = self.entry(audio, name)
-            if dst.exists():
-                report.cached += 1
-            else:
-                todo.append((audio, dst))
-        if not todo:
-            return report
-        n_jobs = min(workers or os.cpu_count() or 1, len(todo))
+    def _run(self, todo: list[tuple[Path, Path]], workers: int | None, on_error: str, progress: bool,
+             report: ExtractReport) -> None:
+        from joblib import Parallel, cpu_count, delayed
+        from tqdm.auto import tqdm
+
+        n_jobs = max(1, min(workers or cpu_count(), len(todo)))
         jobs = (delayed(_extract_one)(audio, dst, self.spec) for audio, dst in todo)
         runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1 if n_jobs > 1 else "auto")
         bar = tqdm(total=len(todo), desc=f"{self.spec.kind} spectrograms", unit="clip", disable=not progress)
@@ -114,24 +168,41 @@ class FeatureCache:
                     from asc.audio import AudioError
 
                     raise AudioError(error)
-        if report.skipped:
-            log.warning("%d file(s) skipped because they could not be used (data.on_error=skip)", len(report.skipped))
-        return report
 
-    def load(self, files: Sequence[Path], names: Sequence[str], progress: bool = False) -> np.ndarray:
-        """Stack the entries of ``files`` into one uint8 array ``[N, height, frames]``.
+    def widths(self, files: Sequence[Path], names: Sequence[str]) -> np.ndarray:
+        """Frames of each file's entry (``-1`` where it has none), read from the ``.npy`` headers only."""
+        out = np.full(len(files), -1, dtype=np.int64)
+        for i, (audio, name) in enumerate(zip(files, names, strict=True)):
+            try:
+                out[i] = np.load(self.entry(audio, name), mmap_mode="r").shape[1]
+            except FileNotFoundError:
+                pass
+        return out
 
-        Clips of unequal length are cut to the shortest (the TAU clips all have 10 s).
+    def load(self, files: Sequence[Path], names: Sequence[str], width: int | None = None,
+             progress: bool = False) -> np.ndarray:
+        """Stack the entries of ``files`` into one uint8 array ``[N, height, width]``.
+
+        ``width`` defaults to the narrowest entry; wider entries are cut to it (the TAU clips all have 10 s).
+        The array is allocated once and filled entry by entry, so memory peaks at its own size.
         """
         from tqdm.auto import tqdm
 
-        images = [np.load(self.entry(a, n)) for a, n in tqdm(list(zip(files, names)), desc="loading cache", disable=not progress)]
-        if not images:
-            return np.zeros((0, self.spec.height, 0), dtype=np.uint8)
-        width = min(im.shape[1] for im in images)
-        if any(im.shape[1] != width for im in images):
-            log.warning("clips differ in length; all images are cut to %d frames", width)
-        return np.stack([im[:, :width] for im in images])
+        if width is None:
+            widths = self.widths(files, names)
+            if (widths < 0).any():
+                raise FileNotFoundError(f"{self.dir}: no entry for {files[int(np.argmax(widths < 0))]}")
+            width = int(widths.min()) if len(widths) else 0
+            if len(set(widths.tolist())) > 1:
+                log.warning("clips differ in length; all images are cut to %d frames", width)
+        out = np.empty((len(files), self.spec.height, width), dtype=np.uint8)
+        pairs = tqdm(list(zip(files, names, strict=True)), desc="loading cache", unit="clip", disable=not progress)
+        for i, (audio, name) in enumerate(pairs):
+            image = np.load(self.entry(audio, name))
+            if image.shape[1] < width:
+                raise ValueError(f"{audio}: {image.shape[1]} frames, fewer than the {width} asked for")
+            out[i] = image[:, :width]
+        return out
 
 
 def _extract_one(audio: Path, dst: Path, spec: FeatureSpec) -> tuple[Path, str | None]:
@@ -143,3 +214,65 @@ def _extract_one(audio: Path, dst: Path, spec: FeatureSpec) -> tuple[Path, str |
         return audio, msg if str(audio) in msg else f"{audio}: {msg}"
     atomic_save_npy(dst, image)
     return audio, None
+
+
+# -- asc extract ---------------------------------------------------------------------------------------------
+def feature_spec(name: str, overrides: Sequence[str] = ()) -> FeatureSpec:
+    """The settings of ``conf/features/<name>.yaml`` (or of a YAML file ``name``), with ``key=value`` overrides:
+    the same :class:`FeatureSpec` -- and so the same cache folder -- a training run with ``features=<name>`` uses."""
+    from omegaconf import OmegaConf
+
+    from asc.config import settings
+
+    path = Path(name)
+    if path.suffix not in (".yaml", ".yml"):
+        path = Path(__file__).resolve().parents[1] / "conf" / "features" / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"features: {path} not found (give cqt, mel or a YAML file)")
+    cfg = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
+    return settings(FeatureSpec, cfg, "features")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from joblib import cpu_count
+
+    from asc.dataset import read_folder, read_tau, safe_path
+
+    p = argparse.ArgumentParser(
+        prog="asc extract",
+        description="Compute the spectrogram image of every clip of a dataset into the feature cache, on all cores, "
+                    "with progress and ETA. Resumable: rerun after a kill and only missing entries are computed. "
+                    "Training finds the same entries (same features settings, same --cache as paths.cache).",
+    )
+    p.add_argument("root", type=Path, help="dataset folder (TAU: the one holding meta.csv)")
+    p.add_argument("--kind", choices=("tau", "folder"), default="tau", help="tau (default) or folder (labels CSV)")
+    p.add_argument("--labels-csv", default="labels.csv", help="the folder dataset's table (default: labels.csv)")
+    p.add_argument("--features", default="cqt", help="cqt (the paper's), mel, or a YAML file (default: cqt)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="feature settings to override, e.g. --set sample_rate=32000")
+    p.add_argument("--cache", default="cache", help="cache folder, as paths.cache in training (default: cache)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: every usable core)")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                   help="a bad audio file stops the run (raise, default) or is skipped with a warning (skip)")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    spec = feature_spec(a.features, a.set)
+    df = read_tau(a.root) if a.kind == "tau" else read_folder(a.root, a.labels_csv)
+    files = [safe_path(a.root, name) for name in df["filename"]]
+    cache = FeatureCache(a.cache, spec)
+    workers = a.workers or cpu_count()
+    start = time.perf_counter()
+    report = cache.build(files, list(df["filename"]), workers, a.on_error, progress=not a.no_progress)
+    seconds = time.perf_counter() - start
+    size = sum(f.stat().st_size for f in cache.dir.glob("*.npy"))
+    rate = report.computed / seconds if report.computed else 0.0
+    print(f"{cache.dir}: {report.computed} computed, {report.cached} already cached, {len(report.skipped)} skipped; "
+          f"{size / 2**20:.1f} MiB in the cache")
+    if report.computed:
+        print(f"{seconds:.1f} s, {rate:.2f} clips/s on {min(workers, report.computed)} worker(s) "
+              f"({rate / min(workers, report.computed):.3f} clips/s per worker)")
+    for _, error in report.skipped:
+        print(f"skipped {error}")

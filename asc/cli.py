@@ -8,6 +8,9 @@ import sys
 #: subcommand -> (module with a ``main(argv)`` function, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("asc.synth", "write a synthetic dataset in the TAU 2019 layout"),
+    "download": ("asc.download", "fetch, verify (md5) and unpack TAU 2019 development from Zenodo"),
+    "verify": ("asc.dataset", "check a dataset folder and print its summary"),
+    "extract": ("asc.cache", "compute every clip's spectrogram into the feature cache (all cores, resumable)"),
 }
 
 

@@ -2,16 +2,37 @@
 
 Everything downstream works on one table with the columns
 ``filename`` (relative to the dataset root), ``label``, ``city``, ``location`` (the recording location,
-the unit that must not straddle splits) and, for TAU, ``fold1`` (``train``/``evaluate``/``None``).
+the unit that must not straddle splits), ``fold1`` (TAU's official fold: ``train``/``evaluate``/``None``),
+``given`` (a folder's own ``split`` column: ``train``/``val``/``test``/``None``) and ``fold`` (a folder's
+``fold`` column or ``None``).
+
+:func:`scan_tau` and :func:`scan_folder` read the metadata and collect every problem they find in a
+:class:`Layout` without stopping; :func:`read_tau` / :func:`read_folder` raise on the errors among them and
+log the warnings; ``asc verify ROOT`` prints them all with a summary of the audio (:func:`main`).
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
+import logging
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from asc.scenes import SCENES
+from asc.scenes import CHANNELS, CLIP_SECONDS, SAMPLE_RATE, SCENES, SUBTYPE
+
+log = logging.getLogger(__name__)
+
+#: File endings treated as audio when looking for files the metadata does not list.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+#: Values of a folder dataset's ``split`` column, and what they mean.
+GIVEN_PARTS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
+#: Columns of the table every reader returns.
+COLUMNS = ["filename", "label", "city", "location", "fold1", "given", "fold"]
 
 
 class DatasetError(ValueError):
@@ -30,96 +51,358 @@ def safe_path(root: Path, name: str) -> Path:
     return path
 
 
-def _read_table(path: Path, sep: str, required: list[str]) -> pd.DataFrame:
+@dataclass
+class Layout:
+    """Everything found wrong with a dataset folder. ``errors`` make it unusable; ``warnings`` do not."""
+
+    root: Path
+    malformed: list[str] = field(default_factory=list)  # "<file> line <n>: <problem>"
+    unknown_labels: dict[str, int] = field(default_factory=dict)  # label -> rows
+    missing: list[str] = field(default_factory=list)  # listed, not on disk
+    extra: list[str] = field(default_factory=list)  # on disk, not listed
+    setup: list[str] = field(default_factory=list)  # evaluation_setup/ inconsistencies
+
+    @property
+    def errors(self) -> list[str]:
+        out = []
+        if self.malformed:
+            out.append(_listing(f"{len(self.malformed)} malformed row(s)", self.malformed))
+        if self.unknown_labels:
+            shown = ", ".join(f"{k!r} ({v} rows)" for k, v in sorted(self.unknown_labels.items()))
+            out.append(f"unknown scene label(s): {shown}; expected TAU's {list(SCENES)}")
+        if self.setup:
+            out.append(_listing("evaluation setup problem(s)", self.setup))
+        if self.missing:
+            out.append(_listing(f"{len(self.missing)} audio file(s) listed in the metadata are missing", self.missing))
+        return out
+
+    @property
+    def warnings(self) -> list[str]:
+        if not self.extra:
+            return []
+        return [_listing(f"{len(self.extra)} extra audio file(s) not listed in the metadata (ignored)", self.extra)]
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            raise DatasetError(f"{self.root}: " + "\n".join(self.errors))
+
+
+def _listing(title: str, items: list[str], limit: int = 20) -> str:
+    shown = "\n  ".join(items[:limit])
+    more = f"\n  ... and {len(items) - limit} more" if len(items) > limit else ""
+    return f"{title}:\n  {shown}{more}"
+
+
+def _read_rows(path: Path, sep: str, required: list[str]) -> tuple[list[dict[str, str]], list[str]]:
+    """Rows of a delimited text table as dicts (plus ``_line``), and one message per malformed row.
+
+    Raises :class:`DatasetError` only when the table as a whole is unusable (missing, not text, no header,
+    a required column absent).
+    """
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
     try:
-        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: malformed table ({err})") from err
-    missing = [c for c in required if c not in df.columns]
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not a UTF-8 text table ({err})") from err
+    reader = csv.reader(lines, delimiter=sep)
+    header = [h.strip() for h in next(reader, [])]
+    missing = [c for c in required if c not in header]
     if missing:
-        raise DatasetError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
-    empty = df[required].eq("").any(axis=1)
-    if empty.any():
-        rows = (df.index[empty] + 2).tolist()[:10]
-        raise DatasetError(f"{path}: empty field(s) in line(s) {rows}")
-    return df
+        kind = "tab" if sep == "\t" else repr(sep)
+        raise DatasetError(f"{path}: missing column(s) {missing} in the header ({kind}-separated); found {header}")
+    rows, problems = [], []
+    for lineno, fields in enumerate(reader, start=2):
+        if not any(f.strip() for f in fields):
+            continue  # blank line
+        if len(fields) != len(header):
+            problems.append(f"{path.name} line {lineno}: {len(fields)} field(s), the header has {len(header)}")
+            continue
+        row = {k: v.strip() for k, v in zip(header, fields, strict=True)}
+        empty = [c for c in required if not row[c]]
+        if empty:
+            problems.append(f"{path.name} line {lineno}: empty field(s) {empty}")
+            continue
+        row["_line"] = str(lineno)
+        rows.append(row)
+    return rows, problems
 
 
-def read_tau(root: str | Path, check_files: bool = True) -> pd.DataFrame:
-    """Read a TAU 2019 development set (real or synthetic) and check it.
+def _check_names(root: Path, table: str, rows: list[dict[str, str]], layout: Layout) -> list[dict[str, str]]:
+    """Drop (and report) rows whose file name is unsafe or listed twice."""
+    seen: dict[str, str] = {}
+    kept = []
+    for row in rows:
+        name = row["filename"]
+        try:
+            safe_path(root, name)
+        except DatasetError:
+            layout.malformed.append(f"{table} line {row['_line']}: file name {name!r} is outside the dataset folder")
+            continue
+        if name in seen:
+            layout.malformed.append(f"{table} line {row['_line']}: {name} is listed twice (first on line {seen[name]})")
+            continue
+        seen[name] = row["_line"]
+        kept.append(row)
+    return kept
 
-    Raises :class:`DatasetError` for a missing folder or ``meta.csv``, malformed rows, unknown scene labels,
-    file names outside the folder, and (with ``check_files``) audio files listed but not present.
-    """
+
+def _check_files(root: Path, df: pd.DataFrame, layout: Layout) -> None:
+    """Fill ``layout.missing`` and ``layout.extra`` (audio files on disk that the table does not list)."""
+    listed = set(df["filename"])
+    layout.missing = [name for name in df["filename"] if not safe_path(root, name).is_file()]
+    where = root / "audio" if (root / "audio").is_dir() else root
+    layout.extra = sorted(
+        rel
+        for path in where.rglob("*")
+        if path.suffix.lower() in AUDIO_SUFFIXES
+        and (rel := path.relative_to(root).as_posix()) not in listed
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+
+
+def _root(root: str | Path) -> Path:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(
             f"{root}: dataset folder not found. Download it with `asc download` (or `make data`), generate a "
             "synthetic one with `asc synth`, or point data.root at it."
         )
-    meta = _read_table(root / "meta.csv", "\t", ["filename", "scene_label", "identifier"])
-    unknown = sorted(set(meta["scene_label"]) - set(SCENES))
-    if unknown:
-        raise DatasetError(f"{root / 'meta.csv'}: unknown scene label(s) {unknown}; expected TAU's {list(SCENES)}")
-    dupes = meta["filename"][meta["filename"].duplicated()]
-    if len(dupes):
-        raise DatasetError(f"{root / 'meta.csv'}: file(s) listed twice: {dupes.tolist()[:5]}")
-    for name in meta["filename"]:
-        safe_path(root, name)
-    ident = meta["identifier"].str.rsplit("-", n=1, expand=True)
-    if ident.shape[1] != 2 or ident.isna().any().any():
-        raise DatasetError(f"{root / 'meta.csv'}: identifier must be '<city>-<location>'")
-    df = pd.DataFrame(
-        {
-            "filename": meta["filename"],
-            "label": meta["scene_label"],
-            "city": ident[0],
-            "location": meta["identifier"],
-        }
-    )
-    df["fold1"] = None
+    return root
+
+
+def scan_tau(root: str | Path, check_files: bool = True) -> tuple[pd.DataFrame, Layout]:
+    """Read a TAU 2019 development set (real or synthetic) and collect its problems.
+
+    Returns the table of the usable rows (sorted by file name) and the :class:`Layout` report. Raises
+    :class:`DatasetError` only for a missing folder or an unusable ``meta.csv``.
+    """
+    root = _root(root)
+    layout = Layout(root)
+    rows, layout.malformed = _read_rows(root / "meta.csv", "\t", ["filename", "scene_label", "identifier"])
+    rows = _check_names(root, "meta.csv", rows, layout)
+    unknown: Counter[str] = Counter()
+    records = []
+    for row in rows:
+        city, _, place = row["identifier"].rpartition("-")
+        if not city or not place:
+            layout.malformed.append(
+                f"meta.csv line {row['_line']}: identifier {row['identifier']!r} is not '<city>-<location>'"
+            )
+            continue
+        if row["scene_label"] not in SCENES:
+            unknown[row["scene_label"]] += 1
+            continue
+        records.append((row["filename"], row["scene_label"], city, row["identifier"]))
+    layout.unknown_labels = dict(unknown)
+    df = pd.DataFrame(records, columns=COLUMNS[:4])
+    df["fold1"] = df["given"] = df["fold"] = None
     setup = root / "evaluation_setup"
+    seen_in: dict[str, str] = {}
     for part in ("train", "evaluate"):
         path = setup / f"fold1_{part}.csv"
-        if path.is_file():
-            names = set(_read_table(path, "\t", ["filename"])["filename"])
-            strangers = sorted(names - set(df["filename"]))
-            if strangers:
-                raise DatasetError(f"{path}: file(s) not in meta.csv: {strangers[:5]}")
-            df.loc[df["filename"].isin(names), "fold1"] = part
+        if not path.is_file():
+            continue
+        fold_rows, bad = _read_rows(path, "\t", ["filename"])
+        layout.malformed += bad
+        names = {r["filename"] for r in fold_rows}
+        strangers = sorted(names - set(df["filename"]))
+        if strangers:
+            layout.setup.append(f"{path.name}: {len(strangers)} file(s) not in meta.csv (or malformed there), "
+                                f"e.g. {strangers[:3]}")
+        twice = sorted(n for n in names if n in seen_in)
+        if twice:
+            layout.setup.append(f"{path.name}: {len(twice)} file(s) also in {seen_in[twice[0]]}, e.g. {twice[:3]}")
+        seen_in.update({n: path.name for n in names})
+        df.loc[df["filename"].isin(names), "fold1"] = part
     if check_files:
-        check_audio_present(root, df)
-    return df.sort_values("filename", kind="stable").reset_index(drop=True)
+        _check_files(root, df, layout)
+    return _finish(df), layout
+
+
+def scan_folder(root: str | Path, csv_name: str = "labels.csv", check_files: bool = True) -> tuple[pd.DataFrame, Layout]:
+    """Bring-your-own recordings: ``root/<csv_name>`` with ``filename,label`` and optional columns.
+
+    Optional columns: ``group`` (recording location or session: files of one group never straddle
+    train and test in the ``grouped``/``fold`` splits; default: each file its own group), ``city``
+    (the splits stratify by label and city; default: one city), ``split`` (``train``/``val``/``test``,
+    used by ``data.split=given``), ``fold`` (any fold names, used by ``data.split=fold``).
+    """
+    root = _root(root)
+    layout = Layout(root)
+    table = root / csv_name
+    rows, layout.malformed = _read_rows(table, ",", ["filename", "label"])
+    rows = _check_names(root, csv_name, rows, layout)
+    records = []
+    for row in rows:
+        given = row.get("split") or None
+        if given is not None and given.lower() not in GIVEN_PARTS:
+            layout.malformed.append(
+                f"{csv_name} line {row['_line']}: split {given!r} is not one of {sorted(GIVEN_PARTS)}"
+            )
+            continue
+        records.append((
+            row["filename"], row["label"], row.get("city") or "all", row.get("group") or row["filename"], None,
+            GIVEN_PARTS[given.lower()] if given else None, row.get("fold") or None,
+        ))
+    df = pd.DataFrame(records, columns=COLUMNS)
+    if check_files:
+        _check_files(root, df, layout)
+    return _finish(df), layout
+
+
+def _finish(df: pd.DataFrame) -> pd.DataFrame:
+    """Sorted by file name; optional columns as objects with ``None`` where absent (not NaN)."""
+    df = df.sort_values("filename", kind="stable").reset_index(drop=True)
+    for col in ("fold1", "given", "fold"):
+        df[col] = pd.Series([None if pd.isna(v) else v for v in df[col]], index=df.index, dtype=object)
+    return df
+
+
+def _checked(df: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+    layout.raise_errors()
+    for text in layout.warnings:
+        log.warning("%s: %s", layout.root, text)
+    return df
+
+
+def read_tau(root: str | Path, check_files: bool = True) -> pd.DataFrame:
+    """Read and check a TAU 2019 development set (real or synthetic): the table of :data:`COLUMNS`.
+
+    Raises :class:`DatasetError` listing malformed rows, unknown scene labels, file names outside the folder,
+    inconsistent ``evaluation_setup/`` files and (with ``check_files``) audio files listed but not present.
+    Audio files present but not listed are logged as a warning and ignored.
+    """
+    return _checked(*scan_tau(root, check_files))
 
 
 def read_folder(root: str | Path, csv: str = "labels.csv", check_files: bool = True) -> pd.DataFrame:
-    """Bring-your-own recordings: ``root/<csv>`` with ``filename,label`` and optional ``group``/``city``."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: dataset folder not found")
-    table = _read_table(root / csv, ",", ["filename", "label"])
-    for name in table["filename"]:
-        safe_path(root, name)
-    group = table["group"] if "group" in table.columns else table["filename"]
-    df = pd.DataFrame(
-        {
-            "filename": table["filename"],
-            "label": table["label"],
-            "city": table["city"] if "city" in table.columns else "all",
-            "location": group,
-            "fold1": table["split"] if "split" in table.columns else None,
-        }
-    )
-    if check_files:
-        check_audio_present(root, df)
-    return df.sort_values("filename", kind="stable").reset_index(drop=True)
+    """Read and check a folder of recordings with ``<csv>`` (see :func:`scan_folder`), as :func:`read_tau`."""
+    return _checked(*scan_folder(root, csv, check_files))
 
 
 def check_audio_present(root: Path, df: pd.DataFrame) -> None:
-    missing = [name for name in df["filename"] if not safe_path(root, name).is_file()]
-    if missing:
-        shown = "\n  ".join(missing[:20])
-        more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
-        raise DatasetError(f"{root}: {len(missing)} audio file(s) listed in the metadata are missing:\n  {shown}{more}")
+    """Raise :class:`DatasetError` listing the files of ``df`` that are not on disk."""
+    layout = Layout(root)
+    layout.missing = [name for name in df["filename"] if not safe_path(root, name).is_file()]
+    layout.raise_errors()
+
+
+# -- asc verify ----------------------------------------------------------------------------------------------
+def audio_headers(root: Path, df: pd.DataFrame, progress: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """Header facts of every present file (no samples are read): ``seconds``, ``sample_rate``, ``channels``,
+    ``subtype``, aligned with ``df``; plus one message per unreadable header."""
+    import soundfile as sf
+    from tqdm.auto import tqdm
+
+    facts, bad = [], []
+    for name in tqdm(df["filename"], desc="reading headers", unit="file", disable=not progress):
+        path = safe_path(root, name)
+        try:
+            info = sf.info(str(path))
+            facts.append((info.frames / info.samplerate, info.samplerate, info.channels, info.subtype))
+        except (RuntimeError, OSError) as err:  # LibsndfileError is a RuntimeError
+            if path.is_file():
+                bad.append(f"{name}: {'empty file (0 bytes)' if path.stat().st_size == 0 else err}")
+            facts.append((float("nan"), None, None, None))
+    out = pd.DataFrame(facts, columns=["seconds", "sample_rate", "channels", "subtype"], index=df.index)
+    return out, bad
+
+
+def _facts(head: pd.Series) -> str:
+    return f"{head['sample_rate']} Hz, {head['channels']} ch, {head['subtype']}, {head['seconds']:.2f} s"
+
+
+def _counts(series: pd.Series) -> str:
+    return ", ".join(f"{k} {v}" for k, v in series.value_counts(dropna=False).sort_index().items())
+
+
+def summary(root: Path, df: pd.DataFrame, layout: Layout, kind: str = "tau", progress: bool = True) -> tuple[str, bool]:
+    """The text ``asc verify`` prints, and whether the dataset has errors."""
+    heads, unreadable = audio_headers(root, df[~df["filename"].isin(layout.missing)], progress)
+    lines = [f"{root}: {len(df)} clips listed, {len(df) - len(layout.missing)} present"]
+    lines.append("clips per scene: " + _counts(df["label"]))
+    if df["city"].nunique() > 1 or kind == "tau":
+        lines.append("clips per city: " + _counts(df["city"]))
+    lines.append(f"recording locations: {df['location'].nunique()}")
+    if df["fold1"].notna().any():
+        lines.append("official fold 1: " + _counts(df["fold1"].fillna("unused")))
+    if df["given"].notna().any():
+        lines.append("given split: " + _counts(df["given"].fillna("none")))
+    if df["fold"].notna().any():
+        lines.append("folds: " + _counts(df["fold"].fillna("none")))
+    ok = heads.dropna()
+    if len(ok):
+        sec = ok["seconds"]
+        lines.append(f"durations: {sec.min():.3f} .. {sec.max():.3f} s (median {sec.median():.3f} s, "
+                     f"total {sec.sum() / 3600:.2f} h)")
+        lines.append("sample rates (Hz): " + _counts(ok["sample_rate"].astype(int)))
+        lines.append("channels: " + _counts(ok["channels"].astype(int)))
+        lines.append("formats: " + _counts(ok["subtype"]))
+    warnings = list(layout.warnings)
+    if kind == "tau" and len(ok):
+        checks = {
+            f"not at {SAMPLE_RATE} Hz": ok["sample_rate"] != SAMPLE_RATE,
+            f"not {CHANNELS} channels": ok["channels"] != CHANNELS,
+            f"not {SUBTYPE}": ok["subtype"] != SUBTYPE,
+            f"not {CLIP_SECONDS:g} s long": (ok["seconds"] - CLIP_SECONDS).abs() > 0.01,
+        }
+        for what, off in checks.items():
+            if off.any():
+                names = [f"{n} ({_facts(h)})" for n, (_, h) in zip(df.loc[off[off].index, "filename"], ok[off].iterrows(), strict=True)]
+                warnings.append(_listing(f"{int(off.sum())} file(s) {what}, unlike TAU", names, limit=5))
+    lines += split_lines(df, kind)
+    errors = list(layout.errors)
+    if unreadable:
+        errors.append(_listing(f"{len(unreadable)} unreadable audio file(s)", unreadable))
+    for text in errors:
+        lines.append("ERROR " + text)
+    for text in warnings:
+        lines.append("WARNING " + text)
+    lines.append("no problems found" if not errors and not warnings else
+                 f"{len(errors)} error(s), {len(warnings)} warning(s)")
+    return "\n".join(lines), bool(errors)
+
+
+def split_lines(df: pd.DataFrame, kind: str = "tau", seed: int = 42) -> list[str]:
+    """One line per split this dataset supports: its sizes and leakage (share of test clips whose recording
+    location is also in training)."""
+    from asc.splits import PARTS, leakage, make_split
+
+    names = ["paper", "grouped"] + (["fold1"] if kind == "tau" else []) + (["given"] if df["given"].notna().any() else [])
+    out = []
+    for name in names:
+        try:
+            part = make_split(df, name, seed)
+        except ValueError as err:
+            out.append(f"split {name}: not available ({err})")
+            continue
+        sizes = ", ".join(f"{p} {int((part == p).sum())}" for p in PARTS)
+        out.append(f"split {name} (seed {seed}): {sizes}; leakage {leakage(df, part):.3f}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        prog="asc verify",
+        description="Check a dataset folder and print its summary: clips per scene and city, durations, sample "
+                    "rates, channels; missing and extra audio files, unknown labels, malformed rows. "
+                    "Exit status 1 if it has errors (2 with --strict and warnings only).",
+    )
+    p.add_argument("root", type=Path, help="dataset folder (TAU: the one holding meta.csv)")
+    p.add_argument("--kind", choices=("tau", "folder"), default="tau", help="tau (default) or folder (labels CSV)")
+    p.add_argument("--labels-csv", default="labels.csv", help="the folder dataset's table (default: labels.csv)")
+    p.add_argument("--strict", action="store_true", help="warnings (extra files, other formats) fail too")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        df, layout = scan_tau(a.root) if a.kind == "tau" else scan_folder(a.root, a.labels_csv)
+    except DatasetError as err:
+        print(f"ERROR {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    text, failed = summary(a.root, df, layout, a.kind, progress=not a.no_progress)
+    print(text)
+    if failed:
+        raise SystemExit(1)
+    if a.strict and "WARNING" in text:
+        raise SystemExit(2)

@@ -34,6 +34,7 @@ class FeatureSpec:
     kind: Literal["cqt", "mel"] = "cqt"
     sample_rate: int = 48_000  # files at another rate are resampled (or rejected, see ``resample``)
     resample: bool = True
+    channels: int | None = None  # expected channel count (TAU: 2); None accepts any (mixed down to mono)
     emphasis_alpha: float | None = 1485.0  # Hz; None disables the emphasis filter
     hop_length: int = 1024
     # constant-Q
@@ -140,15 +141,22 @@ def frame_minmax_uint8(S: np.ndarray) -> np.ndarray:
 
 
 def image_from_audio(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """The network's input image ``[height, frames]`` uint8, low frequencies at the bottom."""
-    return np.ascontiguousarray(frame_minmax_uint8(spectrogram_db(y, spec))[::-1])
+    """The network's input image ``[height, frames]`` uint8, low frequencies at the bottom.
+
+    Raises ValueError if the spectrogram is not finite (e.g. samples so large that the transform
+    overflows): an image is never made from NaN or infinite values.
+    """
+    S = spectrogram_db(y, spec)
+    if not np.isfinite(S).all():
+        raise ValueError("the spectrogram holds NaN or infinite values (are the samples within [-1, 1]?)")
+    return np.ascontiguousarray(frame_minmax_uint8(S)[::-1])
 
 
 def image_from_file(path: str | Path, spec: FeatureSpec) -> np.ndarray:
     """Read ``path`` (mono mix-down, resampled to ``spec.sample_rate``) and compute its image."""
     from asc.audio import load_mono
 
-    y, _ = load_mono(path, sr=spec.sample_rate, resample=spec.resample)
+    y, _ = load_mono(path, sr=spec.sample_rate, resample=spec.resample, channels=spec.channels)
     if y.size < spec.hop_length:
         from asc.audio import AudioError
 

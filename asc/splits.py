@@ -5,6 +5,12 @@
 - ``grouped``: 60:20:20 per (scene, city) by whole recording locations: no location is in two parts.
 - ``fold1``: the official location-disjoint fold. ``fold1_train`` is split into train and validation by
   location; ``fold1_evaluate`` is the test set.
+- ``given`` (folder datasets): the table's own ``split`` column (``train``/``val``/``test``).
+- ``fold`` (folder datasets): the table's ``fold`` column; ``test_fold`` is the test set, the other folds
+  are split into train and validation by location (group), as ``fold1``.
+
+Determinism: every random draw is seeded by the split seed and the group's name (label, city), and every
+group is taken in sorted order, so the split depends on the table's content only, not on its row order.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 PARTS = ("train", "val", "test")
+SPLITS = ("paper", "grouped", "fold1", "given", "fold")
 
 
 def _group_rng(seed: int, *keys: object) -> np.random.Generator:
@@ -59,11 +66,33 @@ def _assign_locations(group: pd.DataFrame, seed: int, key: tuple, fractions: Seq
     return out
 
 
+def _location_strata(df: pd.DataFrame, keys: list[str]):
+    """``df`` grouped by each location's stratum: the most frequent value of ``keys`` among its clips.
+
+    In TAU a location has one scene and one city, so this is simply a grouping by ``keys``; in a folder
+    dataset whose groups span labels, a group still goes whole to one part (as its majority label).
+    """
+    counts = df.groupby(["location", *keys], sort=True).size().rename("n").reset_index()
+    counts = counts.sort_values(["location", "n", *keys], ascending=[True, False, *[True] * len(keys)], kind="stable")
+    owner = counts.drop_duplicates("location").set_index("location")[keys]
+    strata = owner.loc[df["location"]].set_axis(df.index)
+    return df.groupby([strata[k] for k in keys], sort=True)
+
+
 def grouped_split(df: pd.DataFrame, seed: int = 42, fractions: Sequence[float] = (0.6, 0.2, 0.2)) -> pd.Series:
     """Per (label, city): whole recording locations go to train, val or test, about 60:20:20 by clips."""
     part = pd.Series(index=df.index, dtype=object)
-    for (label, city), group in df.groupby(["label", "city"], sort=True):
+    for (label, city), group in _location_strata(df, ["label", "city"]):
         part.update(_assign_locations(group, seed, (label, city), fractions, PARTS))
+    return part
+
+
+def _holdout_split(df: pd.DataFrame, test: pd.Series, pool: pd.Series, seed: int, val_fraction: float, key: str) -> pd.Series:
+    """``test`` rows are the test set; ``pool`` rows are split by location into train and val per label."""
+    part = pd.Series(index=df.index, dtype=object)
+    part[test] = "test"
+    for (label,), group in _location_strata(df[pool], ["label"]):
+        part.update(_assign_locations(group, seed, (key, label), (1 - val_fraction, val_fraction), ("train", "val")))
     return part
 
 
@@ -71,15 +100,31 @@ def fold1_split(df: pd.DataFrame, seed: int = 42, val_fraction: float = 0.2) -> 
     """Official fold 1: ``evaluate`` is test; ``train`` is split by location into train and val per label."""
     if df["fold1"].isna().all():
         raise ValueError("split=fold1: the dataset has no evaluation_setup/fold1_train.csv / fold1_evaluate.csv")
-    part = pd.Series(index=df.index, dtype=object)
-    part[df["fold1"] == "evaluate"] = "test"
-    train = df[df["fold1"] == "train"]
-    for label, group in train.groupby("label", sort=True):
-        part.update(_assign_locations(group, seed, ("fold1", label), (1 - val_fraction, val_fraction), ("train", "val")))
-    return part
+    return _holdout_split(df, df["fold1"] == "evaluate", df["fold1"] == "train", seed, val_fraction, "fold1")
 
 
-def make_split(df: pd.DataFrame, name: str, seed: int = 42, fractions: Sequence[float] = (0.6, 0.2, 0.2)) -> pd.Series:
+def fold_split(df: pd.DataFrame, test_fold: object, seed: int = 42, val_fraction: float = 0.2) -> pd.Series:
+    """A folder dataset's ``fold`` column: fold ``test_fold`` is test, the others train + val by location."""
+    if "fold" not in df.columns or df["fold"].isna().all():
+        raise ValueError("split=fold: the dataset's table has no 'fold' column")
+    folds = sorted(df["fold"].dropna().astype(str).unique())
+    if test_fold is None or str(test_fold) not in folds:
+        raise ValueError(f"split=fold: data.test_fold={test_fold!r} is not one of the table's folds {folds}")
+    fold = df["fold"].astype(str)
+    return _holdout_split(df, fold == str(test_fold), df["fold"].notna() & (fold != str(test_fold)), seed,
+                          val_fraction, f"fold{test_fold}")
+
+
+def given_split(df: pd.DataFrame) -> pd.Series:
+    """A folder dataset's own ``split`` column (rows without one are left out)."""
+    if "given" not in df.columns or df["given"].isna().all():
+        raise ValueError("split=given: the dataset's table has no 'split' column (train/val/test)")
+    return df["given"].astype(object).where(df["given"].notna(), None)
+
+
+def make_split(
+    df: pd.DataFrame, name: str, seed: int = 42, fractions: Sequence[float] = (0.6, 0.2, 0.2), test_fold: object = None
+) -> pd.Series:
     """The split called ``name`` as a Series of ``train``/``val``/``test`` (``None`` for unused files)."""
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise ValueError(f"data.fractions: {list(fractions)} must be three non-negative numbers summing to 1")
@@ -87,9 +132,14 @@ def make_split(df: pd.DataFrame, name: str, seed: int = 42, fractions: Sequence[
         return paper_split(df, seed, fractions)
     if name == "grouped":
         return grouped_split(df, seed, fractions)
+    val_fraction = fractions[1] / (fractions[0] + fractions[1])
     if name == "fold1":
-        return fold1_split(df, seed, fractions[1] / (fractions[0] + fractions[1]))
-    raise ValueError(f"data.split: {name!r} is not one of 'paper', 'grouped', 'fold1'")
+        return fold1_split(df, seed, val_fraction)
+    if name == "fold":
+        return fold_split(df, test_fold, seed, val_fraction)
+    if name == "given":
+        return given_split(df)
+    raise ValueError(f"data.split: {name!r} is not one of {list(SPLITS)}")
 
 
 def leakage(df: pd.DataFrame, part: pd.Series) -> float:

@@ -16,9 +16,15 @@ def run_name(window: float, mask: float, seed: int) -> str:
     return f"window={window:g},mask={mask:g},seed={seed}"
 
 
+#: The user's ``MLFLOW_TRACKING_URI``, read once at import: ``mlflow.set_tracking_uri`` (which Lightning
+#: calls) writes that variable too, so reading it later would make a second run in the same process
+#: follow the first run's store instead of its own config.
+_ENV_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
 def tracking_uri(uri: str | None) -> str:
     """``MLFLOW_TRACKING_URI`` wins; else the config's URI (default: a SQLite file in the working folder)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or uri or "sqlite:///mlflow.db"
+    return _ENV_TRACKING_URI or uri or "sqlite:///mlflow.db"
 
 
 def artifact_location(path: str | None) -> str | None:

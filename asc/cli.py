@@ -8,6 +8,9 @@ import sys
 #: subcommand -> (module with a ``main(argv)`` function, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("asc.synth", "write a synthetic dataset in the TAU 2019 layout"),
+    "predict": ("asc.predict", "predict the scenes of recordings, folders or a live PCM stream with a trained model"),
+    "register": ("asc.packaging", "register a run's MLflow model (or the best run of an experiment) under a name"),
+    "figures": ("asc.figures", "the paper's figures for any clip: mel, constant-Q, emphasis, 8-bit input, augmented sample"),
 }
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 import tempfile
@@ -84,6 +85,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         model=model_cfg,
         window_frames=spec.window_frames(float(cfg.window)),
         mask=float(cfg.mask),
+        features=dataclasses.asdict(spec),  # the model carries its feature settings (see asc.predict)
+        window=float(cfg.window),
+        clip_seconds=(dm.frames - 1) * spec.hop_length / spec.sample_rate,
         **module_kwargs,
     )
 
@@ -127,10 +131,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     logger.log_metrics({"best_val/acc": best_val})
     log_confusion(client, run_id, module.confusion.numpy(), dm.class_names, title=f"{name}: test")
     client.log_artifact(run_id, checkpoint.best_model_path, "checkpoints")
+    model_uri = None
+    if cfg.logger.get("log_model", True):
+        from asc.packaging import log_model
+        from asc.tracking import tracking_uri
+
+        example = next(iter(dm.val_dataloader()))[0][:1].numpy()  # one clip's uint8 image [1, H, W]
+        model_uri = log_model(run_id, tracking_uri(cfg.logger.tracking_uri), checkpoint.best_model_path, example)
     logger.finalize("success")
     result = {
         "run_name": name, "run_id": run_id, "experiment_id": logger.experiment_id, "test/acc": test_acc,
         "val/acc": best_val, "checkpoint": checkpoint.best_model_path, "epochs": trainer.current_epoch,
+        "model_uri": model_uri,
     }
     log.info("%s: test accuracy %.3f (best val %.3f), MLflow run %s", name, test_acc, best_val, run_id)
     return result

@@ -186,7 +186,7 @@ def _augmented_png(sample: np.ndarray, start: int, width: int, spec: FeatureSpec
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="asc figures", description="Write the paper's figures for an audio file as PNGs.")
     p.add_argument("file", type=Path, help="audio file (WAV/FLAC/OGG/MP3, any rate; resampled to the features' rate)")
-    p.add_argument("--out", type=Path, default=Path("figures"), help="output folder (default: figures/)")
+    p.add_argument("--out", type=Path, default=Path("outputs/figures"), help="output folder (default: outputs/figures/)")
     p.add_argument("--features", default="cqt", help="network input features: conf/features NAME or YAML (default: cqt)")
     p.add_argument("--window", type=float, default=5.0, help="time window of the training sample, s (default: 5)")
     p.add_argument("--mask", type=float, default=0.1, help="largest masked band, fraction of the height (default: 0.1)")

@@ -31,3 +31,6 @@ ui: install ## serve the MLflow UI on http://127.0.0.1:5000
 
 clean: ## remove generated data, caches and runs (keeps .venv)
 	rm -rf data/synthetic-scenes-* cache outputs multirun
+
+bench-predict: install ## prediction latency per 10 s of audio and the stream's real-time factor (small CNN, VGG16)
+	$(PY) benchmarks/prediction.py --threads 1

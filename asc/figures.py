@@ -46,16 +46,22 @@ def _frequencies(spec: FeatureSpec) -> np.ndarray:
     return librosa.mel_frequencies(spec.n_mels, fmin=0.0, fmax=spec.sample_rate / 2)
 
 
-def _save(fig, path: Path) -> Path:
+#: Resolution of the PNGs (dots per inch; the figures are 8 x 3.6 in and 5.6 x 4.6 in).
+DPI = 90
+
+
+def _save(fig, path: Path, dpi: int = DPI) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
 
-def _spectrogram_png(S: np.ndarray, spec: FeatureSpec, title: str, path: Path, cmap: str = "magma", label: str = "dB"):
+def _spectrogram_png(
+    S: np.ndarray, spec: FeatureSpec, title: str, path: Path, cmap: str = "magma", label: str = "dB", dpi: int = DPI
+) -> Path:
     """``S`` ``[bins, frames]``, row 0 lowest, on seconds x Hz axes with a colour bar."""
     import librosa.display
     import matplotlib.pyplot as plt
@@ -66,7 +72,7 @@ def _spectrogram_png(S: np.ndarray, spec: FeatureSpec, title: str, path: Path, c
     )
     fig.colorbar(mesh, ax=ax, format="%+2.0f dB" if label == "dB" else "%.0f", label=label if label != "dB" else None)
     ax.set(title=title, xlabel="time (s)", ylabel="frequency (Hz)")
-    return _save(fig, path)
+    return _save(fig, path, dpi)
 
 
 def augmented_sample(image: np.ndarray, width: int, size: int, mask: float, seed: int = 0) -> tuple[np.ndarray, int]:
@@ -104,6 +110,7 @@ def make_figures(
     wav: bool = False,
     offset: float = 0.0,
     duration: float | None = None,
+    dpi: int = DPI,
 ) -> dict[str, Path]:
     """Write the figures of ``path`` into ``out`` as ``<stem>-<figure>.png``. Returns ``{figure: path}``.
 
@@ -130,27 +137,32 @@ def make_figures(
 
     mel = FeatureSpec(kind="mel", sample_rate=sr, hop_length=spec.hop_length, emphasis_alpha=None, magnitude=False,
                       n_mels=spec.n_mels, n_fft=spec.n_fft, amin=spec.amin, top_db=spec.top_db)
-    files["mel"] = _spectrogram_png(spectrogram_db(y, mel), mel, "mel power spectrogram", out / f"{stem}-mel.png")
+    files["mel"] = _spectrogram_png(
+        spectrogram_db(y, mel), mel, "mel power spectrogram", out / f"{stem}-mel.png", dpi=dpi
+    )
 
     cqt = spec if spec.kind == "cqt" else FeatureSpec(sample_rate=sr, hop_length=spec.hop_length)
     alpha = cqt.emphasis_alpha or FeatureSpec.emphasis_alpha
     plain = replace(cqt, emphasis_alpha=None)
     emph = replace(cqt, emphasis_alpha=alpha)
-    files["cqt"] = _spectrogram_png(spectrogram_db(y, plain), plain, "constant-Q power spectrogram", out / f"{stem}-cqt.png")
+    files["cqt"] = _spectrogram_png(
+        spectrogram_db(y, plain), plain, "constant-Q power spectrogram", out / f"{stem}-cqt.png", dpi=dpi
+    )
     S = spectrogram_db(y, emph)
     files["cqt-emphasis"] = _spectrogram_png(
-        S, emph, f"constant-Q power spectrogram after the emphasis filter (alpha {alpha:g} Hz)", out / f"{stem}-cqt-emphasis.png"
+        S, emph, f"constant-Q power spectrogram after the emphasis filter (alpha {alpha:g} Hz)",
+        out / f"{stem}-cqt-emphasis.png", dpi=dpi,
     )
 
     db = S if spec == emph else spectrogram_db(y, spec)
     image = np.ascontiguousarray(frame_minmax_uint8(db)[::-1])  # = asc.features.image_from_audio(y, spec)
     files["image"] = _spectrogram_png(
         image[::-1].astype(np.float32), spec, f"8-bit network input ({image.shape[0]} x {image.shape[1]})",
-        out / f"{stem}-image.png", cmap="gray", label="8-bit level",
+        out / f"{stem}-image.png", cmap="gray", label="8-bit level", dpi=dpi,
     )
 
     sample, start = augmented_sample(image, width, size, mask, seed)
-    files["augmented"] = _augmented_png(sample, start, width, spec, mask, out / f"{stem}-augmented.png")
+    files["augmented"] = _augmented_png(sample, start, width, spec, mask, out / f"{stem}-augmented.png", dpi)
 
     if wav:
         e = emphasis(y, sr, alpha)
@@ -160,7 +172,9 @@ def make_figures(
     return files
 
 
-def _augmented_png(sample: np.ndarray, start: int, width: int, spec: FeatureSpec, mask: float, path: Path) -> Path:
+def _augmented_png(
+    sample: np.ndarray, start: int, width: int, spec: FeatureSpec, mask: float, path: Path, dpi: int = DPI
+) -> Path:
     """The resized, masked window ``[size, size]`` (row 0 = top = highest frequency) on seconds x Hz axes."""
     import librosa.display
     import matplotlib.pyplot as plt
@@ -180,7 +194,7 @@ def _augmented_png(sample: np.ndarray, start: int, width: int, spec: FeatureSpec
     fig.colorbar(mesh, ax=ax, label="8-bit level")
     ax.set(title=f"training sample: {width * t:.2f} s window, band mask up to {mask:.0%}\n"
                  f"(resized to {size} x {size})", xlabel="time (s)", ylabel="frequency (Hz)")
-    return _save(fig, path)
+    return _save(fig, path, dpi)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -194,9 +208,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the training sample's window and mask (default: 0)")
     p.add_argument("--offset", type=float, default=0.0, help="start at this many seconds into the file")
     p.add_argument("--duration", type=float, help="use only this many seconds (default: to the end)")
+    p.add_argument("--dpi", type=int, default=DPI, help=f"PNG resolution (default: {DPI})")
     p.add_argument("--wav", action="store_true", help="also write the emphasised audio as <stem>-emphasis.wav")
     a = p.parse_args(argv)
     import warnings
+
 
     from asc.audio import AudioError
     from asc.config import group_file, settings
@@ -206,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         spec = settings(FeatureSpec, group_file("features", a.features), "features")
         if not 0 <= a.mask < 1 or a.window <= 0 or a.size < 8:
             raise ValueError("--mask must be in [0, 1), --window positive and --size at least 8")
-        files = make_figures(a.file, a.out, spec, a.window, a.mask, a.size, a.seed, a.wav, a.offset, a.duration)
+        files = make_figures(a.file, a.out, spec, a.window, a.mask, a.size, a.seed, a.wav, a.offset, a.duration, a.dpi)
     except (AudioError, ValueError) as err:
         print(f"asc figures: {err}", file=sys.stderr)
         raise SystemExit(2) from None

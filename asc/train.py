@@ -133,10 +133,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     client.log_artifact(run_id, checkpoint.best_model_path, "checkpoints")
     model_uri = None
     if cfg.logger.get("log_model", True):
+        import torch
+
         from asc.packaging import log_model
         from asc.tracking import tracking_uri
 
-        example = next(iter(dm.val_dataloader()))[0][:1].numpy()  # one clip's uint8 image [1, H, W]
+        example = next(iter(dm.val_dataloader()))[0][:1]  # one clip's uint8 image [1, H, W]
+        if example.dtype != torch.uint8 or example.ndim != 3:  # batches of something else: a grey clip instead
+            example = torch.full((1, spec.height, spec.frames(module.hparams.clip_seconds)), 127, dtype=torch.uint8)
+        example = example.numpy()
         model_uri = log_model(run_id, tracking_uri(cfg.logger.tracking_uri), checkpoint.best_model_path, example)
     logger.finalize("success")
     result = {

@@ -43,3 +43,5 @@ data: install ## fetch TAU 2019 development from Zenodo into data/ (DATA=dir; md
 
 features: install ## the paper's CQT image of every TAU clip into cache/ (all cores, resumable)
 	.venv/bin/asc extract $(TAU) --cache cache
+bench-predict: install ## prediction latency per 10 s of audio and the stream's real-time factor (small CNN, VGG16)
+	$(PY) benchmarks/prediction.py --threads 1

@@ -11,6 +11,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("asc.download", "fetch, verify (md5) and unpack TAU 2019 development from Zenodo"),
     "verify": ("asc.dataset", "check a dataset folder and print its summary"),
     "extract": ("asc.cache", "compute every clip's spectrogram into the feature cache (all cores, resumable)"),
+    "predict": ("asc.predict", "predict the scenes of recordings, folders or a live PCM stream with a trained model"),
+    "register": ("asc.packaging", "register a run's MLflow model (or the best run of an experiment) under a name"),
+    "figures": ("asc.figures", "the paper's figures for any clip: mel, constant-Q, emphasis, 8-bit input, augmented sample"),
 }
 
 

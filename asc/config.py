@@ -23,3 +23,25 @@ def settings(cls: type[T], cfg: Any, group: str, drop: tuple[str, ...] = ("name"
         if isinstance(value, list):
             data[key] = tuple(value)
     return cls(**data)
+
+
+def group_file(group: str, name_or_path: str) -> dict[str, Any]:
+    """Settings of one config group from ``conf/<group>/<name>.yaml`` or from a YAML file path.
+
+    Lets commands outside Hydra (``asc predict --features mel``, ``asc figures``) take a group by name.
+    """
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = Path(__file__).resolve().parents[1] / "conf" / group / f"{name_or_path}.yaml"
+    if not path.is_file():
+        choices = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / group).glob("*.yaml"))
+        raise ValueError(f"{group}: {name_or_path!r} is neither a YAML file nor one of {choices}")
+    data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of {group} settings")
+    data.pop("defaults", None)
+    return data

@@ -30,6 +30,11 @@ class SceneClassifier(L.LightningModule):
         eval_windows: ``"centre"`` (the reference) or ``"cover"`` (mean over windows covering the clip).
         lr: Adam learning rate.
         channels_last: use the channels-last memory format (faster convolutions on modern hardware).
+        features: the full :class:`asc.features.FeatureSpec` as a plain dict (``dataclasses.asdict``), so a
+            checkpoint alone says how to turn audio into the images it expects (see :mod:`asc.predict`).
+        window: the time window in seconds (``window_frames`` is its width at ``features``' rate and hop).
+        clip_seconds: length of the training clips in seconds; prediction gives a file of about this length
+            the evaluation windows and slides windows over longer recordings.
     """
 
     def __init__(
@@ -42,6 +47,9 @@ class SceneClassifier(L.LightningModule):
         eval_windows: str = "centre",
         lr: float = 1e-3,
         channels_last: bool = False,
+        features: dict[str, Any] | None = None,
+        window: float | None = None,
+        clip_seconds: float | None = None,
     ) -> None:
         super().__init__()
         if not 0 <= mask < 1:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 import tempfile
@@ -93,6 +94,9 @@ def run(
         model=model_cfg,
         window_frames=spec.window_frames(float(cfg.window)),
         mask=float(cfg.mask),
+        features=dataclasses.asdict(spec),  # the model carries its feature settings (see asc.predict)
+        window=float(cfg.window),
+        clip_seconds=(dm.frames - 1) * spec.hop_length / spec.sample_rate,
         **module_kwargs,
     )
 
@@ -146,10 +150,23 @@ def run(
     logger.log_metrics({"best_val/acc": best_val})
     log_confusion(client, run_id, module.confusion.numpy(), dm.class_names, title=f"{name}: test")
     client.log_artifact(run_id, checkpoint.best_model_path, "checkpoints")
+    model_uri = None
+    if cfg.logger.get("log_model", True):
+        import torch
+
+        from asc.packaging import log_model
+        from asc.tracking import tracking_uri
+
+        example = next(iter(dm.val_dataloader()))[0][:1]  # one clip's uint8 image [1, H, W]
+        if example.dtype != torch.uint8 or example.ndim != 3:  # batches of something else: a grey clip instead
+            example = torch.full((1, spec.height, spec.frames(module.hparams.clip_seconds)), 127, dtype=torch.uint8)
+        example = example.numpy()
+        model_uri = log_model(run_id, tracking_uri(cfg.logger.tracking_uri), checkpoint.best_model_path, example)
     logger.finalize("success")
     result = {
         "run_name": name, "run_id": run_id, "experiment_id": logger.experiment_id, "test/acc": test_acc,
         "val/acc": best_val, "checkpoint": checkpoint.best_model_path, "epochs": trainer.current_epoch,
+        "model_uri": model_uri,
     }
     print(
         f"\n{name}: test accuracy {test_acc:.3f} (best validation {best_val:.3f}, {trainer.current_epoch} epochs)\n"

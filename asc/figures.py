@@ -1,0 +1,230 @@
+"""The paper's figures for any clip: what the features look like at each step of the pipeline.
+
+For one audio file, PNGs of
+
+1. ``mel``: the mel power spectrogram (dB);
+2. ``cqt``: the constant-Q power spectrogram without the emphasis filter (dB);
+3. ``cqt-emphasis``: the same after the emphasis filter (dB) -- the low-frequency rumble drops, the highs rise;
+4. ``image``: the 8-bit network input (per-frame min-max to 0..255);
+5. ``augmented``: one training sample: a random time window resized to the network's square input and a masked
+   frequency band (mid-grey), drawn with :mod:`asc.augment` exactly as training does;
+
+and optionally ``emphasis.wav``, the emphasised audio (peak-normalised), to listen to. Time axes are in seconds,
+frequency axes in Hz on the transform's own scale (log for constant-Q, mel for mel), colour bars in dB (or 8-bit
+levels). Every spectrogram comes from :func:`asc.features.spectrogram_db`, the function training uses.
+
+    asc figures recording.wav --out figures/ --wav
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from asc.features import FeatureSpec, emphasis, frame_minmax_uint8, spectrogram_db
+
+FIGURES = ("mel", "cqt", "cqt-emphasis", "image", "augmented")
+
+
+def _axes(spec: FeatureSpec) -> dict:
+    """specshow arguments for the frequency axis of ``spec``'s images."""
+    if spec.kind == "cqt":
+        return dict(y_axis="cqt_hz", fmin=spec.fmin, bins_per_octave=spec.bins_per_octave)
+    return dict(y_axis="mel", fmax=spec.sample_rate / 2)
+
+
+def _frequencies(spec: FeatureSpec) -> np.ndarray:
+    """Centre frequency (Hz) of each image row, lowest first, ``[height]``."""
+    import librosa
+
+    if spec.kind == "cqt":
+        return librosa.cqt_frequencies(spec.n_bins, fmin=spec.fmin, bins_per_octave=spec.bins_per_octave)
+    return librosa.mel_frequencies(spec.n_mels, fmin=0.0, fmax=spec.sample_rate / 2)
+
+
+#: Resolution of the PNGs (dots per inch; the figures are 8 x 3.6 in and 5.6 x 4.6 in).
+DPI = 90
+
+
+def _save(fig, path: Path, dpi: int = DPI) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def _spectrogram_png(
+    S: np.ndarray, spec: FeatureSpec, title: str, path: Path, cmap: str = "magma", label: str = "dB", dpi: int = DPI
+) -> Path:
+    """``S`` ``[bins, frames]``, row 0 lowest, on seconds x Hz axes with a colour bar."""
+    import librosa.display
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    mesh = librosa.display.specshow(
+        S, sr=spec.sample_rate, hop_length=spec.hop_length, x_axis="time", ax=ax, cmap=cmap, **_axes(spec)
+    )
+    fig.colorbar(mesh, ax=ax, format="%+2.0f dB" if label == "dB" else "%.0f", label=label if label != "dB" else None)
+    ax.set(title=title, xlabel="time (s)", ylabel="frequency (Hz)")
+    return _save(fig, path, dpi)
+
+
+def augmented_sample(image: np.ndarray, width: int, size: int, mask: float, seed: int = 0) -> tuple[np.ndarray, int]:
+    """One training input before normalisation: ``uint8 [H, W]`` -> float ``[size, size]`` (0..255), and its start.
+
+    The window position and the band come from :mod:`asc.augment` with torch's generator seeded by ``seed``.
+    Among the first 20 draws, the first whose band covers at least half of ``mask`` is kept, so the figure
+    shows a visible mask (the draw is otherwise what training does).
+    """
+    import torch
+
+    from asc import augment
+
+    torch.manual_seed(seed)
+    x = torch.from_numpy(np.ascontiguousarray(image)).unsqueeze(0)
+    best = None
+    for _ in range(20):
+        start = augment.random_offsets(1, x.shape[2], width)
+        sample = augment.band_mask(augment.resize(augment.crop(x, start, width), size), mask)[0]
+        masked = int((sample == augment.MASK_FILL).all(dim=1).sum())
+        best = (sample.numpy(), int(start))
+        if mask == 0 or masked >= mask * size / 2:
+            break
+    return best
+
+
+def make_figures(
+    path: str | Path,
+    out: str | Path,
+    spec: FeatureSpec | None = None,
+    window: float = 5.0,
+    mask: float = 0.1,
+    size: int = 224,
+    seed: int = 0,
+    wav: bool = False,
+    offset: float = 0.0,
+    duration: float | None = None,
+    dpi: int = DPI,
+) -> dict[str, Path]:
+    """Write the figures of ``path`` into ``out`` as ``<stem>-<figure>.png``. Returns ``{figure: path}``.
+
+    ``spec``: the features of the network input (default: the paper's); the mel and constant-Q figures use its
+    sample rate and hop. ``window`` (s), ``mask`` (fraction) and ``size`` (px) shape the augmented sample.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import soundfile as sf
+
+    from asc.audio import AudioError, load_mono
+
+    spec = spec or FeatureSpec()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    y, sr = load_mono(path, sr=spec.sample_rate, resample=spec.resample)
+    y = y[int(offset * sr) : None if duration is None else int((offset + duration) * sr)]
+    width = spec.window_frames(window)
+    if y.size < max(2, (width - 1) * spec.hop_length):
+        raise AudioError(f"{path}: {y.size / sr:.2f} s of audio (after --offset/--duration) is shorter than the {window:g} s window")
+    stem = Path(path).stem
+    files: dict[str, Path] = {}
+
+    mel = FeatureSpec(kind="mel", sample_rate=sr, hop_length=spec.hop_length, emphasis_alpha=None, magnitude=False,
+                      n_mels=spec.n_mels, n_fft=spec.n_fft, amin=spec.amin, top_db=spec.top_db)
+    files["mel"] = _spectrogram_png(
+        spectrogram_db(y, mel), mel, "mel power spectrogram", out / f"{stem}-mel.png", dpi=dpi
+    )
+
+    cqt = spec if spec.kind == "cqt" else FeatureSpec(sample_rate=sr, hop_length=spec.hop_length)
+    alpha = cqt.emphasis_alpha or FeatureSpec.emphasis_alpha
+    plain = replace(cqt, emphasis_alpha=None)
+    emph = replace(cqt, emphasis_alpha=alpha)
+    files["cqt"] = _spectrogram_png(
+        spectrogram_db(y, plain), plain, "constant-Q power spectrogram", out / f"{stem}-cqt.png", dpi=dpi
+    )
+    S = spectrogram_db(y, emph)
+    files["cqt-emphasis"] = _spectrogram_png(
+        S, emph, f"constant-Q power spectrogram after the emphasis filter (alpha {alpha:g} Hz)",
+        out / f"{stem}-cqt-emphasis.png", dpi=dpi,
+    )
+
+    db = S if spec == emph else spectrogram_db(y, spec)
+    image = np.ascontiguousarray(frame_minmax_uint8(db)[::-1])  # = asc.features.image_from_audio(y, spec)
+    files["image"] = _spectrogram_png(
+        image[::-1].astype(np.float32), spec, f"8-bit network input ({image.shape[0]} x {image.shape[1]})",
+        out / f"{stem}-image.png", cmap="gray", label="8-bit level", dpi=dpi,
+    )
+
+    sample, start = augmented_sample(image, width, size, mask, seed)
+    files["augmented"] = _augmented_png(sample, start, width, spec, mask, out / f"{stem}-augmented.png", dpi)
+
+    if wav:
+        e = emphasis(y, sr, alpha)
+        e = e / max(float(np.abs(e).max()), 1e-9) * 0.99
+        files["emphasis.wav"] = out / f"{stem}-emphasis.wav"
+        sf.write(files["emphasis.wav"], e, sr, subtype="PCM_16")
+    return files
+
+
+def _augmented_png(
+    sample: np.ndarray, start: int, width: int, spec: FeatureSpec, mask: float, path: Path, dpi: int = DPI
+) -> Path:
+    """The resized, masked window ``[size, size]`` (row 0 = top = highest frequency) on seconds x Hz axes."""
+    import librosa.display
+    import matplotlib.pyplot as plt
+
+    size = sample.shape[0]
+    t = spec.hop_length / spec.sample_rate
+    x_coords = start * t + (np.arange(size) + 0.5) * width * t / size
+    # row i of the resized image (bottom-up) samples the original row (i + 0.5) * H / size - 0.5 (bicubic resize)
+    rows = (np.arange(size) + 0.5) * spec.height / size - 0.5
+    freqs = _frequencies(spec)
+    y_coords = np.interp(rows, np.arange(spec.height), freqs)
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    mesh = librosa.display.specshow(
+        sample[::-1], x_coords=x_coords, y_coords=y_coords, x_axis="time",
+        y_axis="cqt_hz" if spec.kind == "cqt" else "mel", ax=ax, cmap="gray", vmin=0, vmax=255,
+    )
+    fig.colorbar(mesh, ax=ax, label="8-bit level")
+    ax.set(title=f"training sample: {width * t:.2f} s window, band mask up to {mask:.0%}\n"
+                 f"(resized to {size} x {size})", xlabel="time (s)", ylabel="frequency (Hz)")
+    return _save(fig, path, dpi)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="asc figures", description="Write the paper's figures for an audio file as PNGs.")
+    p.add_argument("file", type=Path, help="audio file (WAV/FLAC/OGG/MP3, any rate; resampled to the features' rate)")
+    p.add_argument("--out", type=Path, default=Path("outputs/figures"), help="output folder (default: outputs/figures/)")
+    p.add_argument("--features", default="cqt", help="network input features: conf/features NAME or YAML (default: cqt)")
+    p.add_argument("--window", type=float, default=5.0, help="time window of the training sample, s (default: 5)")
+    p.add_argument("--mask", type=float, default=0.1, help="largest masked band, fraction of the height (default: 0.1)")
+    p.add_argument("--size", type=int, default=224, help="network input side, px (default: 224)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the training sample's window and mask (default: 0)")
+    p.add_argument("--offset", type=float, default=0.0, help="start at this many seconds into the file")
+    p.add_argument("--duration", type=float, help="use only this many seconds (default: to the end)")
+    p.add_argument("--dpi", type=int, default=DPI, help=f"PNG resolution (default: {DPI})")
+    p.add_argument("--wav", action="store_true", help="also write the emphasised audio as <stem>-emphasis.wav")
+    a = p.parse_args(argv)
+    import warnings
+
+
+    from asc.audio import AudioError
+    from asc.config import group_file, settings
+
+    warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)  # librosa's CQT, short clips
+    try:
+        spec = settings(FeatureSpec, group_file("features", a.features), "features")
+        if not 0 <= a.mask < 1 or a.window <= 0 or a.size < 8:
+            raise ValueError("--mask must be in [0, 1), --window positive and --size at least 8")
+        files = make_figures(a.file, a.out, spec, a.window, a.mask, a.size, a.seed, a.wav, a.offset, a.duration, a.dpi)
+    except (AudioError, ValueError) as err:
+        print(f"asc figures: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for name, path in files.items():
+        print(f"{name:<13} {path}")

@@ -16,15 +16,13 @@ def run_name(window: float, mask: float, seed: int) -> str:
     return f"window={window:g},mask={mask:g},seed={seed}"
 
 
-#: The user's ``MLFLOW_TRACKING_URI``, read once at import: ``mlflow.set_tracking_uri`` (which Lightning
-#: calls) writes that variable too, so reading it later would make a second run in the same process
-#: follow the first run's store instead of its own config.
-_ENV_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
-
-
 def tracking_uri(uri: str | None) -> str:
-    """``MLFLOW_TRACKING_URI`` wins; else the config's URI (default: a SQLite file in the working folder)."""
-    return _ENV_TRACKING_URI or uri or "sqlite:///mlflow.db"
+    """``MLFLOW_TRACKING_URI`` wins; else the config's URI (default: a SQLite file in the working folder).
+
+    Note that ``mlflow.set_tracking_uri`` (which Lightning calls) exports that variable for the rest of the
+    process: code that runs several stores in one process (tests) clears it between runs.
+    """
+    return os.environ.get("MLFLOW_TRACKING_URI") or uri or "sqlite:///mlflow.db"
 
 
 def artifact_location(path: str | None) -> str | None:

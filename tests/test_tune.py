@@ -8,7 +8,8 @@ import pytest
 from conftest import REPO, TINY_OVERRIDES
 
 SPACE = [
-    "tune.space={window: {type: float, low: 1.5, high: 3.5}, model.lr: {type: float, low: 1.0e-7, high: 1.0e-2, log: true}}",
+    "~tune.space",
+    "+tune.space={window: {type: float, low: 1.5, high: 3.5}, model.lr: {type: float, low: 1.0e-7, high: 1.0e-2, log: true}}",
     "tune.seeds=[0]",
     "tune.pruner.name=median",
     "tune.pruner.n_startup_trials=1",
@@ -87,10 +88,10 @@ def test_two_workers_share_one_storage(tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("tune.space={window: {type: float, low: 5.0, high: 5.0}}", "empty range"),
-        ("tune.space={model.nonsense: {type: float, low: 0.0, high: 1.0}}", "no setting 'model.nonsense'"),
+        ("tune.space.window.high=2.0", "empty range"),
+        ("~tune.space && +tune.space={model.nonsense: {type: float, low: 0.0, high: 1.0}}", "no setting 'model.nonsense'"),
         ("tune.storage=sqlite:////nonexistent-dir/x/optuna.db", "tune.storage: cannot open"),
-        ("tune.space={mask: {type: categorical, choices: []}}", "no choices"),
+        ("tune.space.mask={type: categorical}", "no choices"),
     ],
 )
 def test_bad_search_setup_fails_before_any_trial(compose, override, message, tmp_path, monkeypatch):
@@ -101,7 +102,7 @@ def test_bad_search_setup_fails_before_any_trial(compose, override, message, tmp
 
     monkeypatch.chdir(tmp_path)
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = hydra_compose(config_name="tune", overrides=[override])
+        cfg = hydra_compose(config_name="tune", overrides=override.split(" && "))
     with pytest.raises(TuneConfigError, match=message):
         tune(cfg)
     assert not (tmp_path / "mlflow.db").exists()  # nothing was started

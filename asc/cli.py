@@ -8,6 +8,7 @@ import sys
 #: subcommand -> (module with a ``main(argv)`` function, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("asc.synth", "write a synthetic dataset in the TAU 2019 layout"),
+    "report": ("asc.report", "summarise a sweep: mean ± std per cell next to the published table, logged to MLflow"),
 }
 
 

@@ -57,28 +57,76 @@ def flops_per_sample(net, image_size: int) -> int:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train, test on the best-validation checkpoint, log everything to MLflow. Returns the key results."""
-    import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    """Train, test on the best-validation checkpoint, log everything to MLflow. Returns the key results.
 
+    In a sweep (``train.py -m``) the run is a nested child of the sweep's parent run, and with ``resume=true`` a
+    run whose scientific config already finished under that parent is skipped (see :mod:`asc.sweep`).
+    """
     from asc.config import settings
-    from asc.datamodule import DataConfig, SceneDataModule
+    from asc.datamodule import DataConfig
     from asc.features import FeatureSpec
-    from asc.module import SceneClassifier
-    from asc.tracking import flatten, log_confusion, make_logger, run_name
+    from asc.sweep import config_hash, finished_child, job_sweep
+    from asc.tracking import make_logger, run_name, tracking_uri
 
     check_top_level(cfg)
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")  # augmentation is the module's
-    L.seed_everything(int(cfg.seed), workers=True)
     spec = settings(FeatureSpec, cfg.features, "features")
     data = settings(DataConfig, cfg.data, "data")
-    dm = SceneDataModule(data, spec, float(cfg.window), progress=bool(cfg.progress))
-    dm.prepare_data()
-    dm.setup("fit")
-
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     module_kwargs = {k: model_cfg.pop(k) for k in _MODULE_KEYS if k in model_cfg}
     model_cfg.pop("name", None)
+
+    name = run_name(float(cfg.window), float(cfg.mask), int(cfg.seed))
+    run_hash = config_hash(cfg)
+    tags = {
+        "window": cfg.window, "mask": cfg.mask, "seed": cfg.seed, "split": data.split,
+        "features": spec.kind, "backbone": model_cfg.get("backbone"), "cell": f"window={cfg.window:g},mask={cfg.mask:g}",
+        "config_hash": run_hash, "settings_hash": config_hash(cfg, drop=("seed",)),
+    }
+    sweep = job_sweep()
+    if sweep is not None:  # a job of `train.py -m`: a nested child of the sweep's parent run
+        tags.update({"sweep": sweep.sweep_id, "mlflow.parentRunId": sweep.parent_run_id})
+        if cfg.get("resume", True):
+            from mlflow import MlflowClient
+
+            done = finished_child(MlflowClient(tracking_uri(cfg.logger.tracking_uri)), sweep.parent_run_id, run_hash)
+            if done is not None:
+                log.info("%s: already finished in this sweep (MLflow run %s): skipped (resume=false reruns it)",
+                         name, done.info.run_id)
+                metrics = done.data.metrics
+                return {
+                    "run_name": name, "run_id": done.info.run_id, "experiment_id": done.info.experiment_id,
+                    "test/acc": metrics.get("test/acc", float("nan")), "val/acc": metrics.get("best_val/acc", float("nan")),
+                    "checkpoint": None, "epochs": None, "skipped": True,
+                }
+    elif cfg.get("sweep_id"):
+        tags["sweep"] = cfg.sweep_id
+    logger = make_logger(cfg.logger.experiment, name, cfg.logger.tracking_uri, cfg.logger.get("artifacts"), tags)
+    client, run_id = logger.experiment, logger.run_id
+    try:
+        return _train(cfg, logger, spec, data, model_cfg, module_kwargs, name)
+    except BaseException as err:  # the run shows as failed in MLflow, so a resumed sweep reruns it
+        client.set_terminated(run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+
+
+def _train(cfg: DictConfig, logger, spec, data, model_cfg: dict, module_kwargs: dict, name: str) -> dict[str, Any]:
+    """The body of :func:`run` once its MLflow run exists."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from asc.datamodule import SceneDataModule
+    from asc.module import SceneClassifier
+    from asc.tracking import flatten, log_confusion
+
+    client, run_id = logger.experiment, logger.run_id
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    logger.log_hyperparams(flatten(resolved))
+    client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    L.seed_everything(int(cfg.seed), workers=True)
+    dm = SceneDataModule(data, spec, float(cfg.window), progress=bool(cfg.progress))
+    dm.prepare_data()
+    dm.setup("fit")
     module = SceneClassifier(
         class_names=dm.class_names,
         model=model_cfg,
@@ -86,19 +134,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         mask=float(cfg.mask),
         **module_kwargs,
     )
-
-    name = run_name(float(cfg.window), float(cfg.mask), int(cfg.seed))
-    tags = {
-        "window": cfg.window, "mask": cfg.mask, "seed": cfg.seed, "split": data.split,
-        "features": spec.kind, "backbone": model_cfg.get("backbone"), "cell": f"window={cfg.window:g},mask={cfg.mask:g}",
-    }
-    if cfg.get("sweep_id"):
-        tags["sweep"] = cfg.sweep_id
-    logger = make_logger(cfg.logger.experiment, name, cfg.logger.tracking_uri, cfg.logger.get("artifacts"), tags)
-    client, run_id = logger.experiment, logger.run_id
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    logger.log_hyperparams(flatten(resolved))
-    client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
     facts = {
         **parameter_counts(module.net),
         "flops_per_sample": flops_per_sample(module.net, module.hparams.image_size),

@@ -115,13 +115,12 @@ def expected_jobs(overrides: list[str]) -> int | None:
     """How many jobs Hydra's basic sweeper makes of ``overrides`` (None if they cannot be parsed)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception:  # noqa: BLE001 - a sweeper with its own syntax: the count is unknown, not an error
-        return None
     sizes: dict[str, int] = {}
-    for o in parsed:
-        sizes[o.get_key_element()] = len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1
+    try:
+        for o in OverridesParser.create().parse_overrides(overrides):
+            sizes[o.get_key_element()] = len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1
+    except Exception:  # noqa: BLE001 - ranges/intervals (another sweeper's syntax): the count is unknown
+        return None
     n = 1
     for size in sizes.values():
         n *= size

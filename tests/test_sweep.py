@@ -164,8 +164,14 @@ def test_the_grid_command_and_paper_grid_make_27_jobs():
     assert overrides[:3] == ["window=3,5,7", "mask=0,0.1,0.2", "seed=0,1,2"]
     assert expected_jobs(overrides) == 27
     assert expected_jobs([*overrides, "seed=0"]) == 9  # the command line narrows the experiment's grid
-    assert cfg.model.backbone == "vgg16" and cfg.model.freeze and cfg.model.hidden == [512]
-    assert cfg.data.split == "paper" and cfg.data.batch_size == 32 and cfg.trainer.patience == 10
+    # the paper's setup (shared/reference/paper.md)
+    m, d, f, t = cfg.model, cfg.data, cfg.features, cfg.trainer
+    assert (m.backbone, m.pretrained, m.freeze, list(m.hidden), m.image_size, m.lr, m.eval_windows) == (
+        "vgg16", True, True, [512], 224, 1e-3, "centre")
+    assert (d.kind, d.split, d.split_seed, list(d.fractions), d.batch_size) == ("tau", "paper", 42, [0.6, 0.2, 0.2], 32)
+    assert (f.kind, f.sample_rate, f.emphasis_alpha, f.hop_length, f.fmin, f.n_bins, f.bins_per_octave, f.magnitude) == (
+        "cqt", 48000, 1485.0, 1024, 10.0, 256, 24, True)
+    assert (t.patience, t.precision) == (10, "32-true") and t.max_epochs >= 100
     assert cfg.hydra.callbacks.sweep._target_ == "asc.sweep.SweepCallback"
 
 

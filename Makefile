@@ -29,8 +29,8 @@ test-fast: install ## the fast tests only
 grid: install ## the paper's 27-run grid (experiment=paper_grid); rerun to resume. ARGS="hydra/launcher=joblib ..."
 	$(PY) train.py -m experiment=paper_grid $(ARGS)
 
-report: install ## a sweep next to the paper's table: make report [SWEEP=multirun/<date>/<time>] [RUN=<parent run id>]
-	.venv/bin/asc report $(if $(RUN),--parent-run $(RUN),$(SWEEP))
+report: install ## a sweep next to the paper's table: make report [SWEEP=multirun/<date>/<time>] [RUN=<parent run id> URI=<store>]
+	.venv/bin/asc report $(if $(RUN),--parent-run $(RUN),$(SWEEP)) $(if $(URI),--tracking-uri $(URI))
 
 ui: install ## serve the MLflow UI on http://127.0.0.1:5000
 	.venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

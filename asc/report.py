@@ -434,6 +434,7 @@ def main(argv: list[str] | None = None) -> None:
         client = MlflowClient(uri)
         client.get_run(parent)  # a clear error for a wrong id or store
     except Exception as err:  # noqa: BLE001 - one line for the user, not a traceback
-        print(f"asc report: {err}", file=sys.stderr)
+        where = f" (MLflow store {uri}; --tracking-uri chooses another)" if "uri" in locals() else ""
+        print(f"asc report: {err}{where}", file=sys.stderr)
         raise SystemExit(2) from None
     report(client, parent, args.out or out or Path("outputs/reports") / parent, echo=True, log_to_parent=not args.no_log)

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from asc import published
 from asc.report import aggregate, best_cell, best_cell_section, grid_tables, job_status, latest_finished, with_published
 from asc.sweep import NOT_SCIENCE, config_hash, expected_jobs, sweep_identity, sweep_overrides
-from tests.conftest import REPO
+from conftest import REPO
 
 
 def runs_table(rows: list[tuple]) -> pd.DataFrame:
@@ -209,3 +209,13 @@ def test_slurm_launcher_composes_into_a_valid_submitit_job(tmp_path, monkeypatch
     executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in launcher.items()})  # unknown keys raise
     script = executor._executor._make_submission_file_text("python train.py", "uid")
     assert "#SBATCH --gpus-per-node=1" in script and "#SBATCH --partition=gpu" in script and "#SBATCH --time=240" in script
+
+
+def test_report_names_a_folder_that_is_not_a_sweep(tmp_path, capsys):
+    from asc.report import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'sweep.json'}: no such file" in err and "--parent-run" in err

@@ -25,7 +25,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from asc.tracking import run_name
-from tests.conftest import REPO, TINY_OVERRIDES
+from conftest import REPO, TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
 
@@ -279,6 +279,9 @@ def test_mlflow_ui_shows_the_sweep(store, mlflow_server):
             page.set_default_timeout(90_000)
             page.goto(f"{base}/#/experiments/{exp}/runs")
             page.get_by_text(parent.info.run_name).first.wait_for()  # the parent run is listed
+            close = page.get_by_role("button", name="Close", exact=True)  # the assistant side panel, if shown
+            if close.count() == 1:
+                close.click()
 
             # show window, mask, seed and test/acc as columns (params and the metric)
             page.get_by_role("button", name="Columns").click()
@@ -295,7 +298,7 @@ def test_mlflow_ui_shows_the_sweep(store, mlflow_server):
                 page.get_by_text(kid.info.run_name, exact=True).first.wait_for()
             page.screenshot(path=str(SCREENSHOTS / "mlflow-ui-sweep-runs.png"))
             for kid in kids:
-                row = page.get_by_role("row").filter(has_text=kid.info.run_name).first
+                row = page.locator(f'[role=row]:has(a[href$="/runs/{kid.info.run_id}"])').first  # not a rerun's twin
                 index = row.get_attribute("row-index")
                 cells = {c.get_attribute("col-id"): c.inner_text().strip()
                          for c in page.locator(f'[role=row][row-index="{index}"] [role=gridcell]').all()}

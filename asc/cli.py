@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("asc.predict", "predict the scenes of recordings, folders or a live PCM stream with a trained model"),
     "register": ("asc.packaging", "register a run's MLflow model (or the best run of an experiment) under a name"),
     "figures": ("asc.figures", "the paper's figures for any clip: mel, constant-Q, emphasis, 8-bit input, augmented sample"),
+    "report": ("asc.report", "summarise a sweep: mean ± std per cell next to the published table, logged to MLflow"),
 }
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import warnings
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -66,29 +66,84 @@ def run(
     """Train, test on the best-validation checkpoint, log everything to MLflow. Returns the key results.
 
     ``callbacks`` are added to the Trainer's (e.g. Optuna's pruning callback); ``parent_run_id`` makes the
-    MLflow run a nested child of that run; ``tags`` are added to the run's tags.
+    MLflow run a nested child of that run (an Optuna trial, say); ``tags`` are added to the run's tags.
+    In a sweep (``train.py -m``) the run is a nested child of the sweep's parent run, and with ``resume=true`` a
+    run whose scientific config already finished under that parent is skipped (see :mod:`asc.sweep`).
     """
-    import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-
     from asc.config import settings
-    from asc.datamodule import DataConfig, SceneDataModule
+    from asc.datamodule import DataConfig
     from asc.features import FeatureSpec
-    from asc.module import SceneClassifier
-    from asc.tracking import flatten, log_confusion, make_logger, run_name, tracking_uri
+    from asc.sweep import config_hash, finished_child, job_sweep
+    from asc.tracking import make_logger, run_name, tracking_uri
 
     check_top_level(cfg)
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")  # augmentation is the module's
-    L.seed_everything(int(cfg.seed), workers=True)
     spec = settings(FeatureSpec, cfg.features, "features")
     data = settings(DataConfig, cfg.data, "data")
-    dm = SceneDataModule(data, spec, float(cfg.window), progress=bool(cfg.progress))
-    dm.prepare_data()
-    dm.setup("fit")
-
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     module_kwargs = {k: model_cfg.pop(k) for k in _MODULE_KEYS if k in model_cfg}
     model_cfg.pop("name", None)
+
+    name = run_name(float(cfg.window), float(cfg.mask), int(cfg.seed))
+    run_hash = config_hash(cfg)
+    run_tags = {
+        "window": cfg.window, "mask": cfg.mask, "seed": cfg.seed, "split": data.split,
+        "features": spec.kind, "backbone": model_cfg.get("backbone"), "cell": f"window={cfg.window:g},mask={cfg.mask:g}",
+        "config_hash": run_hash, "settings_hash": config_hash(cfg, drop=("seed",)),
+    }
+    sweep = job_sweep()
+    if sweep is not None:  # a job of `train.py -m`: a nested child of the sweep's parent run
+        run_tags.update({"sweep": sweep.sweep_id, "mlflow.parentRunId": sweep.parent_run_id})
+        if cfg.get("resume", True):
+            from mlflow import MlflowClient
+
+            done = finished_child(MlflowClient(tracking_uri(cfg.logger.tracking_uri)), sweep.parent_run_id, run_hash)
+            if done is not None:
+                log.info("%s: already finished in this sweep (MLflow run %s): skipped (resume=false reruns it)",
+                         name, done.info.run_id)
+                metrics = done.data.metrics
+                return {
+                    "run_name": name, "run_id": done.info.run_id, "experiment_id": done.info.experiment_id,
+                    "test/acc": metrics.get("test/acc", float("nan")), "val/acc": metrics.get("best_val/acc", float("nan")),
+                    "checkpoint": None, "epochs": None, "skipped": True,
+                }
+    elif cfg.get("sweep_id"):
+        run_tags["sweep"] = cfg.sweep_id
+    if parent_run_id:
+        run_tags["mlflow.parentRunId"] = parent_run_id
+    run_tags.update(tags or {})
+    logger = make_logger(cfg.logger.experiment, name, cfg.logger.tracking_uri, cfg.logger.get("artifacts"), run_tags)
+    client, run_id = logger.experiment, logger.run_id
+    out = output_dir() / name if parent_run_id else output_dir()  # nested runs share their process's folder
+    try:
+        return _train(cfg, logger, spec, data, model_cfg, module_kwargs, name, out, callbacks or [])
+    except BaseException as err:  # the run shows as failed in MLflow, so a resumed sweep reruns it
+        # a pruned Optuna trial or Ctrl-C is KILLED, anything else FAILED: the run never stays RUNNING
+        stopped = isinstance(err, KeyboardInterrupt) or type(err).__name__ == "TrialPruned"
+        client.set_tag(run_id, "error", f"{type(err).__name__}: {err}"[:5000])
+        client.set_terminated(run_id, "KILLED" if stopped else "FAILED")
+        raise
+
+
+def _train(
+    cfg: DictConfig, logger, spec, data, model_cfg: dict, module_kwargs: dict, name: str, out: Path, callbacks: list
+) -> dict[str, Any]:
+    """The body of :func:`run` once its MLflow run exists."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from asc.datamodule import SceneDataModule
+    from asc.module import SceneClassifier
+    from asc.tracking import flatten, log_confusion, tracking_uri
+
+    client, run_id = logger.experiment, logger.run_id
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    logger.log_hyperparams(flatten(resolved))
+    client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    L.seed_everything(int(cfg.seed), workers=True)
+    dm = SceneDataModule(data, spec, float(cfg.window), progress=bool(cfg.progress))
+    dm.prepare_data()
+    dm.setup("fit")
     module = SceneClassifier(
         class_names=dm.class_names,
         model=model_cfg,
@@ -99,22 +154,6 @@ def run(
         clip_seconds=(dm.frames - 1) * spec.hop_length / spec.sample_rate,
         **module_kwargs,
     )
-
-    name = run_name(float(cfg.window), float(cfg.mask), int(cfg.seed))
-    run_tags = {
-        "window": cfg.window, "mask": cfg.mask, "seed": cfg.seed, "split": data.split,
-        "features": spec.kind, "backbone": model_cfg.get("backbone"), "cell": f"window={cfg.window:g},mask={cfg.mask:g}",
-    }
-    if cfg.get("sweep_id"):
-        run_tags["sweep"] = cfg.sweep_id
-    if parent_run_id:
-        run_tags["mlflow.parentRunId"] = parent_run_id
-    run_tags.update(tags or {})
-    logger = make_logger(cfg.logger.experiment, name, cfg.logger.tracking_uri, cfg.logger.get("artifacts"), run_tags)
-    client, run_id = logger.experiment, logger.run_id
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    logger.log_hyperparams(flatten(resolved))
-    client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
     facts = {
         **parameter_counts(module.net),
         "flops_per_sample": flops_per_sample(module.net, module.hparams.image_size),
@@ -124,26 +163,18 @@ def run(
     }
     logger.log_metrics(facts)
 
-    out = output_dir() / name if parent_run_id else output_dir()  # nested runs share their process's folder
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     patience = trainer_cfg.pop("patience", 10)  # the only key that is not a lightning.Trainer argument
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/acc", mode="max", save_top_k=1)
     trainer = L.Trainer(
         **trainer_cfg,
         logger=logger,
-        callbacks=[checkpoint, EarlyStopping(monitor="val/acc", mode="max", patience=patience), *(callbacks or [])],
+        callbacks=[checkpoint, EarlyStopping(monitor="val/acc", mode="max", patience=patience), *callbacks],
         default_root_dir=out,
         enable_progress_bar=bool(cfg.progress),
     )
-    try:
-        trainer.fit(module, datamodule=dm)
-        trainer.test(module, datamodule=dm, ckpt_path="best", weights_only=True, verbose=False)
-    except BaseException as err:
-        # a pruned trial or Ctrl-C is KILLED, anything else FAILED: the run never stays RUNNING
-        stopped = isinstance(err, KeyboardInterrupt) or type(err).__name__ == "TrialPruned"
-        client.set_tag(run_id, "error", f"{type(err).__name__}: {err}"[:5000])
-        logger.finalize("KILLED" if stopped else "FAILED")
-        raise
+    trainer.fit(module, datamodule=dm)
+    trainer.test(module, datamodule=dm, ckpt_path="best", weights_only=True, verbose=False)
 
     test_acc = float(trainer.callback_metrics["test/acc"])
     best_val = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan")
@@ -155,7 +186,6 @@ def run(
         import torch
 
         from asc.packaging import log_model
-        from asc.tracking import tracking_uri
 
         example = next(iter(dm.val_dataloader()))[0][:1]  # one clip's uint8 image [1, H, W]
         if example.dtype != torch.uint8 or example.ndim != 3:  # batches of something else: a grey clip instead

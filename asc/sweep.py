@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 #: ``override_dirname.exclude_keys`` in ``conf/config.yaml`` leaves the same keys out of folder names.
 NOT_SCIENCE: tuple[str, ...] = (
     "paths", "progress", "resume", "sweep_id", "logger",
-    "data.root", "data.cache_dir", "data.num_workers", "data.extract_workers",
+    "data.root", "data.cache_dir", "data.num_workers", "data.extract_workers", "data.on_device",
     "trainer.accelerator", "trainer.devices", "trainer.log_every_n_steps", "model.channels_last",
 )
 

@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install demo test test-fast ui clean grid report
+.PHONY: help install demo test test-fast tune ui clean grid report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ grid: install ## the paper's 27-run grid (experiment=paper_grid); rerun to resum
 
 report: install ## a sweep next to the paper's table: make report [SWEEP=multirun/<date>/<time>] [RUN=<parent run id> URI=<store>]
 	.venv/bin/asc report $(if $(RUN),--parent-run $(RUN),$(SWEEP)) $(if $(URI),--tracking-uri $(URI))
+
+tune: install ## an Optuna study over the augmentation and head (resumable; ARGS="experiment=demo tune.n_trials=20 ...")
+	$(PY) -m asc.tune $(ARGS)
 
 ui: install ## serve the MLflow UI on http://127.0.0.1:5000
 	.venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

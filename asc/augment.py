@@ -13,6 +13,7 @@ grey is copied to 3 channels and normalised with ImageNet's mean and std.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -46,51 +47,94 @@ def cover_offsets(frames: int, width: int, device: torch.device | str = "cpu") -
     return torch.linspace(0, frames - width, n, device=device).round().long()
 
 
+@lru_cache(maxsize=32)
+def _bicubic_matrix(n_in: int, n_out: int, device: str) -> torch.Tensor:
+    """``[n_out, n_in]``: torch's bicubic resampling (``align_corners=False``, no antialias) as a matrix.
+
+    Row ``i`` holds the weights output sample ``i`` gives the input samples. Built by resampling the
+    identity, so it is torch's own kernel, border clamping included.
+    """
+    eye = torch.eye(n_in, dtype=torch.float64).view(1, 1, n_in, n_in)
+    m = F.interpolate(eye, size=(n_out, n_in), mode="bicubic", align_corners=False)[0, 0]
+    return m.to(device=device, dtype=torch.float32).contiguous()
+
+
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Bicubic resize of ``[B, H, w]`` to ``[B, size, size]``, float, clamped to 0..255."""
-    y = F.interpolate(x.unsqueeze(1).float(), size=(size, size), mode="bicubic", align_corners=False)
-    return y.squeeze(1).clamp_(0, 255)
+    """Bicubic resize of ``[B, H, w]`` to ``[B, size, size]``, float, clamped to 0..255.
+
+    The same numbers as ``F.interpolate(mode="bicubic")`` (to float rounding), computed as the separable
+    product ``Ry @ x @ Rx^T``: two matrix products run faster than torch's direct bicubic kernel on CPUs.
+    """
+    B, H, w = x.shape
+    ry = _bicubic_matrix(H, size, str(x.device))
+    rx = _bicubic_matrix(w, size, str(x.device))
+    y = (x.float().reshape(B * H, w) @ rx.T).view(B, H, size)  # along time
+    return torch.matmul(ry, y).clamp_(0, 255)  # along frequency
 
 
-def band_mask(x: torch.Tensor, max_fraction: float, fill: float = MASK_FILL) -> torch.Tensor:
+def band_mask(
+    x: torch.Tensor, max_fraction: float, fill: float = MASK_FILL, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Frequency masking on ``[B, H, W]``: one band per image, height uniform in ``[0, max_fraction * H]``.
 
-    Returns a new tensor; rows ``start <= h < start + height`` are set to ``fill``.
+    Returns a new tensor; rows ``start <= h < start + height`` are set to ``fill``. The bands are drawn
+    from ``generator`` (on its own device) when given, else from torch's generator on ``x``'s device.
     """
     if not 0 <= max_fraction < 1:
         raise ValueError(f"mask: {max_fraction} must be in [0, 1)")
     if max_fraction == 0:
         return x
     B, H, _ = x.shape
-    height = torch.floor(torch.rand(B, device=x.device) * (math.floor(max_fraction * H) + 1)).long()
-    start = torch.floor(torch.rand(B, device=x.device) * (H - height + 1).float()).long()
+    where = generator.device if generator is not None else x.device
+    u = torch.rand(2, B, device=where, generator=generator).to(x.device)
+    height = torch.floor(u[0] * (math.floor(max_fraction * H) + 1)).long()
+    start = torch.floor(u[1] * (H - height + 1).float()).long()
     rows = torch.arange(H, device=x.device).view(1, H)
     band = (rows >= start.view(B, 1)) & (rows < (start + height).view(B, 1))
     return torch.where(band.unsqueeze(2), torch.as_tensor(fill, dtype=x.dtype, device=x.device), x)
 
 
-def to_network(x: torch.Tensor) -> torch.Tensor:
-    """``[B, H, W]`` grey 0..255 -> ``[B, 3, H, W]`` ImageNet-normalised float."""
+def to_network(x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """``[B, H, W]`` grey 0..255 -> ``[B, 3, H, W]`` ImageNet-normalised float, in one pass.
+
+    ``(x / 255 - mean_c) / std_c`` is computed as ``x * scale_c + bias_c``; with ``channels_last`` the
+    result is laid out as the channels-last convolutions want it (no extra copy in the network).
+    """
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return (x.float().unsqueeze(1) / 255.0 - mean) / std
+    B, H, W = x.shape
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.empty((B, 3, H, W), device=x.device, memory_format=fmt)
+    return torch.addcmul(-mean / std, x.float().unsqueeze(1), 1.0 / (255.0 * std), out=out)
 
 
-def train_batch(x: torch.Tensor, width: int, size: int, mask: float) -> torch.Tensor:
+def train_batch(x: torch.Tensor, width: int, size: int, mask: float, channels_last: bool = False) -> torch.Tensor:
     """Training input ``[B, 3, size, size]`` from images ``[B, H, W]``: random window, resize, band mask."""
     offsets = random_offsets(x.shape[0], x.shape[2], width, x.device)
-    return to_network(band_mask(resize(crop(x, offsets, width), size), mask))
+    return to_network(band_mask(resize(crop(x, offsets, width), size), mask), channels_last)
 
 
-def eval_batch(x: torch.Tensor, width: int, size: int, windows: str = "centre") -> torch.Tensor:
-    """Evaluation input ``[B, n, 3, size, size]``: the centre window (n = 1), or ``"cover"`` windows."""
-    B, _, W = x.shape
+def eval_starts(frames: int, width: int, windows: str = "centre", device: torch.device | str = "cpu") -> torch.Tensor:
+    """Window starts ``[n]`` used for evaluation: the centre window (n = 1), or ``"cover"`` windows."""
     if windows == "centre":
-        starts = centre_offsets(1, W, width, x.device)
-    elif windows == "cover":
-        starts = cover_offsets(W, width, x.device)
-    else:
-        raise ValueError(f"eval_windows: {windows!r} is not one of 'centre', 'cover'")
+        return centre_offsets(1, frames, width, device)
+    if windows == "cover":
+        return cover_offsets(frames, width, device)
+    raise ValueError(f"eval_windows: {windows!r} is not one of 'centre', 'cover'")
+
+
+def windows_at(x: torch.Tensor, starts: torch.Tensor, width: int, size: int) -> torch.Tensor:
+    """The windows at the same ``starts`` ``[n]`` of every image ``[B, H, W]``, resized: ``[B, n, size, size]``."""
+    B, H, _ = x.shape
     n = starts.numel()
-    crops = crop(x.repeat_interleave(n, 0), starts.repeat(B), width)
-    return to_network(resize(crops, size)).view(B, n, 3, size, size)
+    crops = crop(x.repeat_interleave(n, 0), starts.to(x.device).repeat(B), width)
+    return resize(crops, size).view(B, n, size, size)
+
+
+def eval_batch(x: torch.Tensor, width: int, size: int, windows: str = "centre", channels_last: bool = False) -> torch.Tensor:
+    """Evaluation input ``[B, n, 3, size, size]``: the centre window (n = 1), or ``"cover"`` windows."""
+    B = x.shape[0]
+    starts = eval_starts(x.shape[2], width, windows, x.device)
+    n = starts.numel()
+    views = windows_at(x, starts, width, size).flatten(0, 1)
+    return to_network(views, channels_last).view(B, n, 3, size, size)

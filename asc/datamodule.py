@@ -203,3 +203,8 @@ class SceneDataModule(L.LightningDataModule):
     def frames(self) -> int:
         """Image width in frames (of the loaded clips)."""
         return int(self._parts["train"].tensors[0].shape[2])
+
+    def tensors(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The part's images, uint8 ``[N, H, W]``, and labels ``[N]``, as :meth:`setup` loaded them."""
+        images, labels = self._parts[part].tensors
+        return images, labels

@@ -1,7 +1,9 @@
 """The LightningModule that trains a :class:`asc.model.SceneNet` on spectrogram images.
 
 Batches arrive as raw uint8 images ``[B, H, W]``; the input pipeline (:mod:`asc.augment`) runs in
-``on_after_batch_transfer``, i.e. batched on the training device.
+``on_after_batch_transfer``, i.e. batched on the training device. With ``inputs="embeddings"`` they are
+the frozen backbone's cached outputs instead (``[B, D]`` for training, ``[B, n, D]`` for evaluation, see
+:mod:`asc.embeddings`) and only the head runs; the checkpoint still holds the whole network.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from asc import augment
@@ -35,6 +38,8 @@ class SceneClassifier(L.LightningModule):
         window: the time window in seconds (``window_frames`` is its width at ``features``' rate and hop).
         clip_seconds: length of the training clips in seconds; prediction gives a file of about this length
             the evaluation windows and slides windows over longer recordings.
+        inputs: ``"images"`` (spectrograms, the full path) or ``"embeddings"`` (cached backbone outputs).
+        compile: ``torch.compile`` the network (in ``configure_model``, so before the first step).
     """
 
     def __init__(
@@ -50,10 +55,14 @@ class SceneClassifier(L.LightningModule):
         features: dict[str, Any] | None = None,
         window: float | None = None,
         clip_seconds: float | None = None,
+        inputs: str = "images",
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if not 0 <= mask < 1:
             raise ValueError(f"mask: {mask} must be in [0, 1)")
+        if inputs not in ("images", "embeddings"):
+            raise ValueError(f"inputs: {inputs!r} is not one of 'images', 'embeddings'")
         self.save_hyperparameters(logger=False)  # the run logs the whole resolved config instead
         self.class_names = list(class_names)
         n = len(self.class_names)
@@ -63,22 +72,32 @@ class SceneClassifier(L.LightningModule):
         self.train_acc = MulticlassAccuracy(n, average="micro")
         self.val_acc = MulticlassAccuracy(n, average="micro")
         self.test_acc = MulticlassAccuracy(n, average="micro")
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.test_confusion = MulticlassConfusionMatrix(n)
         self.confusion: torch.Tensor | None = None  # filled at the end of testing, rows true, columns predicted
 
+    def configure_model(self) -> None:
+        if self.hparams.compile and not getattr(self, "_compiled", False):
+            self.net.compile()  # in place: the state dict keeps its names
+            self._compiled = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, classes]`` for network input ``[B, 3, S, S]``."""
+        """Logits ``[B, classes]`` for network input ``[B, 3, S, S]``, or for backbone outputs ``[B, D]``."""
+        if x.dim() == 2:
+            return self.net.head(x)
         if self.hparams.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)  # no copy when the pipeline made it so
         return self.net(x)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         x, y = batch
         hp = self.hparams
+        if hp.inputs == "embeddings":
+            return x.float(), y
         if self.trainer is not None and self.trainer.training:
-            x = augment.train_batch(x, hp.window_frames, hp.image_size, hp.mask)
+            x = augment.train_batch(x, hp.window_frames, hp.image_size, hp.mask, hp.channels_last)
         else:
-            x = augment.eval_batch(x, hp.window_frames, hp.image_size, hp.eval_windows)
+            x = augment.eval_batch(x, hp.window_frames, hp.image_size, hp.eval_windows, hp.channels_last)
         return x, y
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,25 +106,37 @@ class SceneClassifier(L.LightningModule):
         probs = self(x.flatten(0, 1)).float().softmax(-1)
         return probs.view(B, n, -1).mean(1)
 
+    # Metrics are updated at every step and logged once per epoch: ``self.log`` at every step costs more than
+    # a head step from the embedding cache. The values are the same: per-sample means over the epoch.
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        self.train_acc(logits, y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        self.train_acc.update(logits.detach(), y)
+        self.train_loss.update(loss.detach(), len(y))
         return loss
 
     def _evaluate(self, batch: Any, stage: str) -> None:
         x, y = batch
         probs = self.predict_proba(x)
         loss = F.nll_loss(probs.clamp_min(1e-12).log(), y)
-        acc = self.val_acc if stage == "val" else self.test_acc
-        acc(probs, y)
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val")
-        self.log(f"{stage}/acc", acc, on_epoch=True, prog_bar=stage == "val")
+        (self.val_acc if stage == "val" else self.test_acc).update(probs, y)
+        (self.val_loss if stage == "val" else self.test_loss).update(loss, len(y))
         if stage == "test":
             self.test_confusion.update(probs, y)
+
+    def _log_epoch(self, stage: str) -> None:
+        loss, acc = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
+        self.log(f"{stage}/loss", loss.compute(), prog_bar=stage != "test")
+        self.log(f"{stage}/acc", acc.compute(), prog_bar=stage == "val")
+        loss.reset()
+        acc.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -114,6 +145,7 @@ class SceneClassifier(L.LightningModule):
         self._evaluate(batch, "test")
 
     def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
         cm = self.test_confusion.compute()
         self.confusion = cm.detach().cpu()
         per_class = cm.diag().float() / cm.sum(1).clamp_min(1).float()
@@ -123,4 +155,6 @@ class SceneClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.Adam(params, lr=self.hparams.lr)
+        # the fused kernel: the same Adam in one pass over the parameters (4-5x faster on the 12.8M-weight head)
+        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+        return torch.optim.Adam(params, lr=self.hparams.lr, fused=fused)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 #: Keys of the ``model`` group that configure the LightningModule rather than the network.
-_MODULE_KEYS = ("image_size", "lr", "eval_windows", "channels_last")
+_MODULE_KEYS = ("image_size", "lr", "eval_windows", "channels_last", "compile")
 
 
 def check_top_level(cfg: DictConfig) -> None:
@@ -72,6 +72,7 @@ def run(
     """
     from asc.config import settings
     from asc.datamodule import DataConfig
+    from asc.embeddings import EmbeddingCacheConfig
     from asc.features import FeatureSpec
     from asc.sweep import config_hash, finished_child, job_sweep
     from asc.tracking import make_logger, run_name, tracking_uri
@@ -83,6 +84,9 @@ def run(
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     module_kwargs = {k: model_cfg.pop(k) for k in _MODULE_KEYS if k in model_cfg}
     model_cfg.pop("name", None)
+    emb = settings(EmbeddingCacheConfig, model_cfg.pop("embedding_cache", None) or {}, "model.embedding_cache")
+    if emb.enabled and not model_cfg.get("freeze", True):
+        raise ValueError("model.embedding_cache.enabled=true needs a frozen backbone (model.freeze=true)")
 
     name = run_name(float(cfg.window), float(cfg.mask), int(cfg.seed))
     run_hash = config_hash(cfg)
@@ -90,6 +94,7 @@ def run(
         "window": cfg.window, "mask": cfg.mask, "seed": cfg.seed, "split": data.split,
         "features": spec.kind, "backbone": model_cfg.get("backbone"), "cell": f"window={cfg.window:g},mask={cfg.mask:g}",
         "config_hash": run_hash, "settings_hash": config_hash(cfg, drop=("seed",)),
+        "inputs": "embeddings" if emb.applies(float(cfg.mask)) else "images",
     }
     sweep = job_sweep()
     if sweep is not None:  # a job of `train.py -m`: a nested child of the sweep's parent run
@@ -116,7 +121,7 @@ def run(
     client, run_id = logger.experiment, logger.run_id
     out = output_dir() / name if parent_run_id else output_dir()  # nested runs share their process's folder
     try:
-        return _train(cfg, logger, spec, data, model_cfg, module_kwargs, name, out, callbacks or [])
+        return _train(cfg, logger, spec, data, model_cfg, module_kwargs, name, out, callbacks or [], emb)
     except BaseException as err:  # the run shows as failed in MLflow, so a resumed sweep reruns it
         # a pruned Optuna trial or Ctrl-C is KILLED, anything else FAILED: the run never stays RUNNING
         stopped = isinstance(err, KeyboardInterrupt) or type(err).__name__ == "TrialPruned"
@@ -126,13 +131,15 @@ def run(
 
 
 def _train(
-    cfg: DictConfig, logger, spec, data, model_cfg: dict, module_kwargs: dict, name: str, out: Path, callbacks: list
+    cfg: DictConfig, logger, spec, data, model_cfg: dict, module_kwargs: dict, name: str, out: Path, callbacks: list,
+    emb=None,
 ) -> dict[str, Any]:
-    """The body of :func:`run` once its MLflow run exists."""
+    """The body of :func:`run` once its MLflow run exists. ``emb``: the ``model.embedding_cache`` settings."""
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     from asc.datamodule import SceneDataModule
+    from asc.embeddings import EmbeddingData, build_or_load
     from asc.module import SceneClassifier
     from asc.tracking import flatten, log_confusion, tracking_uri
 
@@ -144,6 +151,9 @@ def _train(
     dm = SceneDataModule(data, spec, float(cfg.window), progress=bool(cfg.progress))
     dm.prepare_data()
     dm.setup("fit")
+    from_cache = emb is not None and emb.applies(float(cfg.mask))
+    if emb is not None and emb.enabled and not from_cache:
+        log.info("mask=%g with model.embedding_cache.masks=0: this run takes the full path", float(cfg.mask))
     module = SceneClassifier(
         class_names=dm.class_names,
         model=model_cfg,
@@ -152,6 +162,7 @@ def _train(
         features=dataclasses.asdict(spec),  # the model carries its feature settings (see asc.predict)
         window=float(cfg.window),
         clip_seconds=(dm.frames - 1) * spec.hop_length / spec.sample_rate,
+        inputs="embeddings" if from_cache else "images",
         **module_kwargs,
     )
     facts = {
@@ -173,8 +184,20 @@ def _train(
         default_root_dir=out,
         enable_progress_bar=bool(cfg.progress),
     )
-    trainer.fit(module, datamodule=dm)
-    trainer.test(module, datamodule=dm, ckpt_path="best", weights_only=True, verbose=False)
+    inputs = dm
+    if from_cache:  # the head trains on the frozen backbone's stored outputs instead of the images
+        hp = module.hparams
+        parts = {p: dm.tensors(p) for p in ("train", "val", "test")}
+        banks, _, computed = build_or_load(
+            module.net, {p: images for p, (images, _) in parts.items()}, emb,
+            root=data.cache_dir, spec_key=spec.key(), backbone=str(model_cfg.get("backbone")),
+            width=hp.window_frames, size=hp.image_size, mask=hp.mask, eval_windows=hp.eval_windows,
+            precision=trainer_cfg.get("precision"), channels_last=hp.channels_last, device=trainer.strategy.root_device,
+        )
+        inputs = EmbeddingData(banks, {p: labels for p, (_, labels) in parts.items()}, data.batch_size)
+        logger.log_metrics({"embedding_cache/views": banks["train"].shape[1], "embedding_cache/computed": int(computed)})
+    trainer.fit(module, datamodule=inputs)
+    trainer.test(module, datamodule=inputs, ckpt_path="best", weights_only=True, verbose=False)
 
     test_acc = float(trainer.callback_metrics["test/acc"])
     best_val = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan")

@@ -1,0 +1,58 @@
+"""A head-training epoch from the embedding cache against the full path, same samples, through Lightning.
+
+Both epochs are real ``Trainer.fit`` epochs of :class:`asc.module.SceneClassifier` (frozen VGG16 with random
+weights + the 512-unit head, bf16 autocast, channels-last): the full path gets uint8 spectrograms and runs
+augmentation and backbone at every step; the cache path gets the stored backbone outputs (4 views per
+clip) and runs the head only; its third epoch is timed, leaving out what a run pays once. Filling the cache costs one backbone pass per stored view, once for all
+seeds: ``benchmarks.grid`` counts it.
+
+    python -m benchmarks.head_epoch [--samples 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import torch
+
+from benchmarks import steps
+from benchmarks.common import save, table
+
+
+def measure(samples: int, accelerator: str = "cpu", precision: str = "bf16-mixed", batch: int = 32) -> dict[str, float]:
+    warnings.filterwarnings("ignore", message=".*(overridden|does not have many workers|IterableDataset|LitLogger|Tip).*")
+    full = steps.lightning_epoch(steps.make_module(channels_last=True), steps.image_data(samples, batch), precision, accelerator)
+    cached = steps.lightning_epoch(steps.make_module(channels_last=True, inputs="embeddings"),
+                                   steps.embedding_data(samples, batch=batch), precision, accelerator, epochs=3)
+    return {"samples": samples, "full_epoch_s": full, "cache_epoch_s": cached, "ratio": full / cached,
+            "full_samples_per_s": samples / full, "cache_samples_per_s": samples / cached}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--samples", type=int, default=64)
+    p.add_argument("--json")
+    args = p.parse_args(argv)
+    import logging
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    res = {"cpu": measure(args.samples, "cpu")}
+    rows = [
+        (f"CPU full path, {args.samples} samples", f"{res['cpu']['full_epoch_s']:.2f} s/epoch"),
+        ("CPU from the cache", f"{res['cpu']['cache_epoch_s']:.3f} s/epoch   {res['cpu']['ratio']:.0f}x faster"),
+    ]
+    if torch.cuda.is_available():
+        g = res["gpu"] = measure(max(args.samples, 4096), "gpu")
+        rows += [
+            (f"GPU full path, {g['samples']} samples", f"{g['full_epoch_s']:.2f} s/epoch"),
+            ("GPU from the cache", f"{g['cache_epoch_s']:.3f} s/epoch   {g['ratio']:.0f}x faster"),
+        ]
+    table("head-training epoch: embedding cache vs full path, Lightning, bf16 + channels-last (measured)", rows,
+          "target: >= 20x")
+    save({"head_epoch": res}, args.json)
+    return res
+
+
+if __name__ == "__main__":
+    main()

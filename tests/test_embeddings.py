@@ -1,0 +1,113 @@
+"""The frozen-backbone cache: same numbers as the full path, keyed, atomic, reused; the device loader."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from asc import augment
+from asc.embeddings import EmbeddingCacheConfig, EmbeddingLoader, build_or_load, train_starts, training_views
+from asc.module import SceneClassifier
+
+W, S, FRAMES = 20, 32, 50  # window frames, network input side, image width
+
+
+def _module(seed: int = 0, freeze: bool = True) -> SceneClassifier:
+    torch.manual_seed(seed)
+    model = dict(backbone="small_cnn", pretrained=False, freeze=freeze, channels=(4, 8), hidden=(8,), dropout=0.0)
+    return SceneClassifier(["a", "b", "c"], model, window_frames=W, image_size=S).eval()
+
+
+def _images(n: int = 5, seed: int = 1) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {p: torch.randint(0, 256, (n + i, 24, FRAMES), dtype=torch.uint8, generator=g) for i, p in enumerate(("train", "val", "test"))}
+
+
+def _build(module, images, root, mask=0.0, **cfg):
+    settings = EmbeddingCacheConfig(enabled=True, **{"dtype": "float32", **cfg})
+    return build_or_load(
+        module.net, images, settings, root=root, spec_key="spec", backbone="small_cnn",
+        width=W, size=S, mask=mask,
+    )
+
+
+def test_head_gets_exactly_the_backbone_outputs_of_the_full_path(tmp_path):
+    module, images = _module(), _images()
+    banks, _, computed = _build(module, images, tmp_path, positions=3)
+    assert computed and banks["train"].shape[:2] == (5, 3) and banks["val"].shape[:2] == (6, 1)
+    starts = train_starts(FRAMES, W, 3)
+    assert starts.tolist() == [0, 15, 30]  # first to last frame, evenly spaced
+    with torch.no_grad():
+        for k, start in enumerate(starts.tolist()):
+            x = images["train"]
+            full = module(augment.to_network(augment.resize(augment.crop(x, torch.full((len(x),), start), W), S)))
+            cached = module(banks["train"][:, k])
+            assert torch.allclose(full, cached, atol=1e-5), (k, (full - cached).abs().max())
+        for part in ("val", "test"):  # evaluation: the full path's centre window
+            full = module.predict_proba(augment.eval_batch(images[part], W, S))
+            assert torch.allclose(full, module.predict_proba(banks[part]), atol=1e-6)
+
+
+def test_masked_views_are_a_fixed_finite_set(tmp_path):
+    module, images = _module(), _images()
+    banks, cache, _ = _build(module, images, tmp_path / "a", mask=0.3, positions=2, masks=3)
+    assert banks["train"].shape[:2] == (5, 6)  # positions x masks
+    again, _, computed = _build(module, images, tmp_path / "b", mask=0.3, positions=2, masks=3)
+    assert computed and torch.equal(banks["train"], again["train"])  # the set is a function of the key
+    # view k * masks + m is window k with its m-th band: recompute it on the full path
+    gen = torch.Generator().manual_seed(int(cache.key[:15], 16))
+    x = training_views(images["train"], train_starts(FRAMES, W, 2), W, S, 0.3, 3, gen)
+    with torch.no_grad():
+        assert torch.allclose(module.net.embed(x.flatten(0, 1)).view(5, 6, -1), banks["train"], atol=1e-5)
+    grey = augment.to_network(torch.full((1, 1, 1), augment.MASK_FILL))[0, 0, 0, 0]
+    banded = (x[:, :, 0] == grey).all(-1).any(-1)  # [B, V]: a row of the view is mid-grey across the width
+    assert banded.float().mean() > 0.5  # band heights are uniform in 0..9 rows: most views have one
+    unmasked, _, _ = _build(module, images, tmp_path / "c", positions=2)
+    assert not torch.allclose(unmasked["train"][:, 0], banks["train"][:, 0])
+
+
+def test_cache_is_keyed_written_atomically_and_reused(tmp_path):
+    module, images = _module(), _images()
+    banks, cache, computed = _build(module, images, tmp_path, positions=2)
+    assert computed and (cache.dir / "info.json").is_file()
+    assert not [p for p in cache.dir.iterdir() if p.name.endswith(".tmp")]
+    again, same, computed = _build(module, images, tmp_path, positions=2)
+    assert not computed and same.dir == cache.dir and torch.equal(again["train"], banks["train"])
+    other_k = _build(module, images, tmp_path, positions=3)[1]
+    with torch.no_grad():
+        module.net.backbone.features[0].weight.add_(0.01)
+    other_weights = _build(module, images, tmp_path, positions=2)[1]
+    images["val"][0, 0, 0] ^= 1  # one pixel of one validation clip
+    other_clips = _build(module, images, tmp_path, positions=2)[1]
+    assert len({cache.dir, other_k.dir, other_weights.dir, other_clips.dir}) == 4
+    half = _build(_module(), _images(), tmp_path, positions=2, dtype="float16")[0]
+    assert half["train"].dtype == torch.float16
+    assert torch.allclose(half["train"].float(), banks["train"], rtol=2e-3, atol=2e-3)
+
+
+def test_cache_needs_a_frozen_backbone_and_sane_settings(tmp_path):
+    with pytest.raises(ValueError, match="frozen"):
+        _build(_module(freeze=False), _images(), tmp_path)
+    with pytest.raises(ValueError, match="positions"):
+        EmbeddingCacheConfig(positions=0)
+    with pytest.raises(ValueError, match="dtype"):
+        EmbeddingCacheConfig(dtype="int8")
+    cfg = EmbeddingCacheConfig(enabled=True, positions=4, masks=0)
+    assert cfg.applies(0.0) and not cfg.applies(0.1)  # masks=0: masked runs take the full path
+    assert EmbeddingCacheConfig(enabled=True, positions=4, masks=2).views(0.1) == 8
+
+
+def test_device_loader_serves_every_sample_once_and_picks_views():
+    torch.manual_seed(0)
+    x = torch.arange(10).view(10, 1).repeat(1, 3) * 10 + torch.arange(3)  # [N=10, V=3]: value = 10 * i + view
+    y = torch.arange(10)
+    loader = EmbeddingLoader(x, y, batch_size=4, shuffle=True, pick_view=True)
+    batches = list(loader)
+    assert len(loader) == len(batches) == 3 and [len(b[1]) for b in batches] == [4, 4, 2]
+    xs, ys = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    assert sorted(ys.tolist()) == list(range(10)) and ys.tolist() != list(range(10))
+    assert torch.equal(xs // 10, ys) and set((xs % 10).tolist()) <= {0, 1, 2}
+    views = torch.cat([torch.cat([b[0] for b in loader]) % 10 for _ in range(20)])
+    assert set(views.tolist()) == {0, 1, 2}
+    ordered = torch.cat([b[1] for b in EmbeddingLoader(x, y, 4, shuffle=False)])
+    assert ordered.tolist() == list(range(10))

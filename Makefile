@@ -54,3 +54,15 @@ features: install ## the paper's CQT image of every TAU clip into cache/ (all co
 	.venv/bin/asc extract $(TAU) --cache cache
 bench-predict: install ## prediction latency per 10 s of audio and the stream's real-time factor (small CNN, VGG16)
 	$(PY) benchmarks/prediction.py --threads 1
+
+# -- speed (see experiments/bench/README.md) --
+.PHONY: bench bench-accuracy bench-gpu
+
+bench: install ## speed benchmarks, side-by-side ratios measured in one run (1-3 min on 2 cores)
+	$(PY) -m benchmarks
+
+bench-accuracy: install ## accuracy of the fast paths (cache positions, bf16) on synthetic scenes, 3 seeds
+	$(PY) -m benchmarks.accuracy
+
+bench-gpu: install ## the GPU benchmarks in one run (on a machine with a GPU), results to experiments/bench/gpu.json
+	$(PY) -m benchmarks.gpu --json experiments/bench/gpu.json

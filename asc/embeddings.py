@@ -328,12 +328,15 @@ class EmbeddingLoader:
 class EmbeddingData(L.LightningDataModule):
     """Cached backbone outputs ``{part: [N, V, D]}`` and labels ``{part: [N]}`` as a Lightning data module."""
 
-    def __init__(self, banks: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor], batch_size: int) -> None:
+    def __init__(
+        self, banks: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor], batch_size: int, eval_batch_size: int = 1024
+    ) -> None:
         super().__init__()
         for part in EmbeddingCache.PARTS:
             if len(banks[part]) != len(labels[part]):
                 raise ValueError(f"embedding cache: {len(banks[part])} {part} clips, the split has {len(labels[part])}")
         self.banks, self.labels, self.batch_size = dict(banks), dict(labels), batch_size
+        self.eval_batch_size = max(batch_size, eval_batch_size)  # evaluation does not depend on the batch size
         self._placed: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _loader(self, part: str, shuffle: bool) -> EmbeddingLoader:
@@ -341,7 +344,8 @@ class EmbeddingData(L.LightningDataModule):
         if part not in self._placed or self._placed[part][0].device != device:  # moved once per device
             self._placed[part] = (self.banks[part].to(device), self.labels[part].to(device))
         x, y = self._placed[part]
-        return EmbeddingLoader(x, y, self.batch_size, shuffle, pick_view=part == "train")
+        train = part == "train"
+        return EmbeddingLoader(x, y, self.batch_size if train else self.eval_batch_size, shuffle, pick_view=train)
 
     def train_dataloader(self) -> EmbeddingLoader:
         return self._loader("train", shuffle=True)

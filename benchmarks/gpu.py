@@ -82,6 +82,10 @@ def main(argv: list[str] | None = None) -> dict:
                                    steps.embedding_data(n, dim=25088 if backbone == "vgg16" else 4 * 128, batch=B, device=dev),
                                    "bf16-mixed", accel, epochs=3)
     full32 = steps.lightning_epoch(module(), steps.image_data(n // 4, B), "32-true", accel)
+    head = steps.make_module(backbone, size, inputs="embeddings", device=dev).eval()
+    bank = torch.empty(1024, 1, 25088 if backbone == "vgg16" else 4 * 128, dtype=torch.float16, device=dev).uniform_()
+    th = interleaved({"head_eval": torch.no_grad()(lambda: head.predict_proba(bank.float()))}, rounds=10, device=dev)
+    res["head_eval_samples_per_s"] = len(bank) / th["head_eval"]
     res["epoch"] = {"samples": n, "full_bf16_cl_s": full, "cache_s": cached, "ratio": full / cached,
                     "full_samples_per_s": n / full, "cache_samples_per_s": n / cached,
                     "full_fp32_samples_per_s": (n // 4) / full32}
@@ -129,7 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
     from benchmarks.grid import print_projection
 
     res["rates"] = {"train": res["epoch"]["full_samples_per_s"], "eval": res["eval_samples_per_s"],
-                    "embed": res["embed_views_per_s"], "head": res["epoch"]["cache_samples_per_s"]}
+                    "embed": res["embed_views_per_s"], "head": res["epoch"]["cache_samples_per_s"],
+                    "head_eval": res["head_eval_samples_per_s"]}
     res["grid"] = print_projection(f"{res['machine'].get('gpu', dev)}", res["rates"])
     s = res["step_batch32"]
     table(f"GPU benchmarks on {res['machine'].get('gpu', dev)} (measured)", [

@@ -45,3 +45,10 @@ def compose():
             return hydra_compose(config_name="config", overrides=list(overrides))
 
     return _compose
+
+
+@pytest.fixture(autouse=True)
+def _own_mlflow_store(monkeypatch):
+    """Each test picks its own MLflow store: ``mlflow.set_tracking_uri`` (Lightning calls it) exports
+    ``MLFLOW_TRACKING_URI`` for the rest of the process, and subprocesses would inherit a previous test's store."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

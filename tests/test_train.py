@@ -1,5 +1,6 @@
 """The real entry point, end to end: ``train.py`` through Hydra on a tiny synthetic set, into MLflow."""
 
+import os
 import subprocess
 import sys
 
@@ -7,12 +8,15 @@ import pytest
 
 from conftest import REPO, TINY_OVERRIDES
 
+#: a module-scoped fixture runs before the per-test environment clean-up: leave out any inherited MLflow store
+ENV = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     work = tmp_path_factory.mktemp("run")
     cmd = [sys.executable, str(REPO / "train.py"), *TINY_OVERRIDES, "seed=3", "logger.experiment=e2e"]
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return work, proc
 
@@ -49,7 +53,7 @@ def test_feature_cache_is_reused_by_a_second_run(trained):
     entries = list((work / "cache").glob("cqt-*/*.npy"))
     assert len(entries) == 120
     cmd = [sys.executable, str(REPO / "train.py"), *TINY_OVERRIDES, "trainer.max_epochs=1", "logger.experiment=e2e2"]
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "features: 0 computed, 120 cached" in proc.stderr + proc.stdout
     assert sorted((work / "cache").glob("cqt-*/*.npy")) == sorted(entries)

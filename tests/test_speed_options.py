@@ -60,7 +60,7 @@ def test_inputs_must_be_images_or_embeddings():
         _pair(inputs="spectra")
 
 
-def _run(tmp_path, tiny_tau, *overrides):
+def _run(tmp_path, tiny_tau, monkeypatch, *overrides):
     from hydra import compose, initialize_config_dir
 
     from asc.train import run
@@ -74,20 +74,23 @@ def _run(tmp_path, tiny_tau, *overrides):
     ]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[*TINY_OVERRIDES, *paths, *overrides])
+    # mlflow exports MLFLOW_TRACKING_URI, which asc.tracking prefers to the config: set it here, so that
+    # monkeypatch takes it away again after the test (later runs, subprocesses too, would log into this store)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     return run(cfg)
 
 
 @pytest.mark.slow
-def test_run_trains_the_head_from_the_embedding_cache(tmp_path, tiny_tau):
-    result = _run(tmp_path, tiny_tau, "model.freeze=true", "model.embedding_cache.enabled=true", "mask=0.1")
+def test_run_trains_the_head_from_the_embedding_cache(tmp_path, tiny_tau, monkeypatch):
+    result = _run(tmp_path, tiny_tau, monkeypatch, "model.freeze=true", "model.embedding_cache.enabled=true", "mask=0.1")
     assert 0 <= result["test/acc"] <= 1
     entries = list((tmp_path / "cache").glob("embeddings-*/info.json"))
     assert len(entries) == 1
     with pytest.raises(ValueError, match="frozen"):
-        _run(tmp_path, tiny_tau, "model.freeze=false", "model.embedding_cache.enabled=true")
+        _run(tmp_path, tiny_tau, monkeypatch, "model.freeze=false", "model.embedding_cache.enabled=true")
 
 
 @pytest.mark.slow
-def test_run_with_bf16_and_channels_last(tmp_path, tiny_tau):
-    result = _run(tmp_path, tiny_tau, "trainer.precision=bf16-mixed", "model.channels_last=true")
+def test_run_with_bf16_and_channels_last(tmp_path, tiny_tau, monkeypatch):
+    result = _run(tmp_path, tiny_tau, monkeypatch, "trainer.precision=bf16-mixed", "model.channels_last=true")
     assert 0 <= result["test/acc"] <= 1 and result["epochs"] >= 1

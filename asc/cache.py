@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from joblib import cpu_count
 
-    from asc.dataset import read_folder, read_tau, safe_path
+    from asc.dataset import add_dataset_arguments, read_folder, read_tau, safe_path
 
     p = argparse.ArgumentParser(
         prog="asc extract",
@@ -246,9 +246,7 @@ def main(argv: list[str] | None = None) -> None:
                     "with progress and ETA. Resumable: rerun after a kill and only missing entries are computed. "
                     "Training finds the same entries (same features settings, same --cache as paths.cache).",
     )
-    p.add_argument("root", type=Path, help="dataset folder (TAU: the one holding meta.csv)")
-    p.add_argument("--kind", choices=("tau", "folder"), default="tau", help="tau (default) or folder (labels CSV)")
-    p.add_argument("--labels-csv", default="labels.csv", help="the folder dataset's table (default: labels.csv)")
+    add_dataset_arguments(p)
     p.add_argument("--features", default="cqt", help="cqt (the paper's), mel, or a YAML file (default: cqt)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="feature settings to override, e.g. --set sample_rate=32000")

@@ -382,6 +382,13 @@ def split_lines(df: pd.DataFrame, kind: str = "tau", seed: int = 42) -> list[str
     return out
 
 
+def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    """The dataset a command works on: ``root``, ``--kind`` and ``--labels-csv`` (shared by verify and extract)."""
+    p.add_argument("root", type=Path, help="dataset folder (TAU: the one holding meta.csv)")
+    p.add_argument("--kind", choices=("tau", "folder"), default="tau", help="tau (default) or folder (labels CSV)")
+    p.add_argument("--labels-csv", default="labels.csv", help="the folder dataset's table (default: labels.csv)")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         prog="asc verify",
@@ -389,9 +396,7 @@ def main(argv: list[str] | None = None) -> None:
                     "rates, channels; missing and extra audio files, unknown labels, malformed rows. "
                     "Exit status 1 if it has errors (2 with --strict and warnings only).",
     )
-    p.add_argument("root", type=Path, help="dataset folder (TAU: the one holding meta.csv)")
-    p.add_argument("--kind", choices=("tau", "folder"), default="tau", help="tau (default) or folder (labels CSV)")
-    p.add_argument("--labels-csv", default="labels.csv", help="the folder dataset's table (default: labels.csv)")
+    add_dataset_arguments(p)
     p.add_argument("--strict", action="store_true", help="warnings (extra files, other formats) fail too")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)

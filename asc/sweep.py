@@ -248,9 +248,9 @@ class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
 
-        from asc.tracking import tracking_uri
+        from asc.tracking import open_store, tracking_uri
 
-        uri = absolute_uri(tracking_uri(config.logger.tracking_uri))
+        uri = open_store(absolute_uri(tracking_uri(config.logger.tracking_uri)))
         client = MlflowClient(uri)
         exp_id = experiment_id(client, config.logger.experiment, config.logger.get("artifacts"))
         sweep_id = sweep_identity(config)

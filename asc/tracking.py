@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,42 @@ def tracking_uri(uri: str | None) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or uri or "sqlite:///mlflow.db"
 
 
+def schema_lock(url: str) -> AbstractContextManager:
+    """An inter-process lock beside a SQLite database, held while a process creates or upgrades its schema.
+
+    Processes that open a new SQLite store at the same moment (two ``asc.tune`` workers, a joblib sweep)
+    would otherwise run the same migrations together and fail half-way ("table _alembic_tmp_... already
+    exists"). Database servers serialise their own DDL, so other URLs get no lock.
+    """
+    from filelock import FileLock
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return nullcontext()
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return nullcontext()
+    path = Path(parsed.database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(f"{path}.lock", timeout=600)
+
+
+_OPENED: set[str] = set()
+
+
+def open_store(uri: str) -> str:
+    """Create or upgrade the MLflow store at ``uri`` once per process, one process at a time; returns ``uri``."""
+    if uri not in _OPENED:
+        from mlflow import MlflowClient
+
+        with schema_lock(uri):
+            MlflowClient(uri).search_experiments(max_results=1)
+        _OPENED.add(uri)
+    return uri
+
+
 def artifact_location(path: str | None) -> str | None:
     """Local artifact folder as a ``file://`` URI (used only when the experiment is created)."""
     return Path(path).resolve().as_uri() if path else None
@@ -37,7 +74,7 @@ def make_logger(experiment: str, name: str, uri: str | None, artifacts: str | No
     return MLFlowLogger(
         experiment_name=experiment,
         run_name=name,
-        tracking_uri=tracking_uri(uri),
+        tracking_uri=open_store(tracking_uri(uri)),
         artifact_location=artifact_location(artifacts),
         tags={k: str(v) for k, v in tags.items()},
     )

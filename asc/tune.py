@@ -90,7 +90,10 @@ def apply(cfg: DictConfig, params: dict[str, Any]) -> DictConfig:
 
 # -- Optuna objects from config -------------------------------------------------------------------------
 def _first_open(open_fn, tries: int = 5):
-    """Workers started together race to create a new database's schema: the losers retry and find it made."""
+    """Retry what a concurrent worker may make fail once (an experiment or study created meanwhile).
+
+    SQLite schema creation itself is serialised by :func:`asc.tracking.schema_lock`.
+    """
     import sqlalchemy.exc
     from alembic.util import CommandError
 
@@ -106,9 +109,12 @@ def _first_open(open_fn, tries: int = 5):
 def make_storage(url: str):
     import optuna
 
+    from asc.tracking import schema_lock
+
     def _open():
-        storage = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
-        storage.get_all_studies()
+        with schema_lock(url):
+            storage = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+            storage.get_all_studies()
         return storage
 
     try:
@@ -145,10 +151,10 @@ def make_sampler(spec: DictConfig):
 def _client(cfg: DictConfig):
     import mlflow
 
-    from asc.tracking import artifact_location, tracking_uri
+    from asc.tracking import artifact_location, open_store, tracking_uri
 
     def _open():
-        client = mlflow.MlflowClient(tracking_uri(cfg.logger.tracking_uri))
+        client = mlflow.MlflowClient(open_store(tracking_uri(cfg.logger.tracking_uri)))
         exp = client.get_experiment_by_name(cfg.logger.experiment)
         if exp:
             return client, exp.experiment_id

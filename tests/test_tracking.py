@@ -1,0 +1,47 @@
+"""The MLflow and Optuna SQLite stores: several processes may open a new one at the same moment."""
+
+import subprocess
+import sys
+import textwrap
+import time
+from contextlib import nullcontext
+
+import pytest
+
+from asc.tracking import schema_lock
+
+OPEN_AT = textwrap.dedent(
+    """
+    import sys, time
+    from asc.tracking import open_store
+    from asc.tune import make_storage
+    mlflow_uri, optuna_url, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    while time.time() < start:
+        time.sleep(0.001)
+    open_store(mlflow_uri)
+    make_storage(optuna_url)
+    """
+)
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_sqlite_store_together_all_succeed(tmp_path):
+    # Without the lock, two of three processes fail here with "table _alembic_tmp_... already exists".
+    mlflow_uri, optuna_url = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+    start = time.time() + 10  # after every interpreter has imported mlflow
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT, mlflow_uri, optuna_url, str(start)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(o[-2000:] for o in outs)
+    from mlflow import MlflowClient
+
+    assert MlflowClient(mlflow_uri).get_experiment_by_name("Default") is not None
+
+
+def test_schema_lock_only_for_sqlite_files(tmp_path):
+    assert isinstance(schema_lock("postgresql://u@127.0.0.1/db"), nullcontext)
+    assert isinstance(schema_lock("sqlite://"), nullcontext)  # in memory
+    assert isinstance(schema_lock("not a url"), nullcontext)
+    lock = schema_lock(f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}")
+    with lock:
+        assert (tmp_path / "new" / "mlflow.db.lock").exists()

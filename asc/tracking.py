@@ -44,7 +44,8 @@ def schema_lock(url: str) -> AbstractContextManager:
     if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
         return nullcontext()
     path = Path(parsed.database)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():  # the store cannot open either; let it say so
+        return nullcontext()
     return FileLock(f"{path}.lock", timeout=600)
 
 

@@ -27,7 +27,7 @@ OPEN_AT = textwrap.dedent(
 @pytest.mark.slow
 def test_processes_opening_a_new_sqlite_store_together_all_succeed(tmp_path):
     # Without the lock, two of three processes fail here with "table _alembic_tmp_... already exists".
-    mlflow_uri, optuna_url = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+    mlflow_uri, optuna_url = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
     start = time.time() + 10  # after every interpreter has imported mlflow
     procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT, mlflow_uri, optuna_url, str(start)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(3)]
@@ -42,6 +42,7 @@ def test_schema_lock_only_for_sqlite_files(tmp_path):
     assert isinstance(schema_lock("postgresql://u@127.0.0.1/db"), nullcontext)
     assert isinstance(schema_lock("sqlite://"), nullcontext)  # in memory
     assert isinstance(schema_lock("not a url"), nullcontext)
-    lock = schema_lock(f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}")
-    with lock:
-        assert (tmp_path / "new" / "mlflow.db.lock").exists()
+    assert isinstance(schema_lock(f"sqlite:///{tmp_path / 'missing' / 'mlflow.db'}"), nullcontext)
+    assert not (tmp_path / "missing").exists()  # no folder made on the side
+    with schema_lock(f"sqlite:///{tmp_path / 'mlflow.db'}"):
+        assert (tmp_path / "mlflow.db.lock").exists()

@@ -58,6 +58,7 @@ class EmbeddingCacheConfig:
     masks: int = 2  # band masks per position when mask > 0; 0 = masked runs use the full path instead
     batch_size: int = 256  # backbone inputs per forward pass while filling the cache
     dtype: str = "float16"  # storage: float16 | bfloat16 | float32
+    steps_per_call: int = 16  # optimiser steps per Lightning training step (the same updates, less overhead)
 
     def __post_init__(self) -> None:
         if self.positions < 1:
@@ -68,6 +69,8 @@ class EmbeddingCacheConfig:
             raise ValueError(f"model.embedding_cache.batch_size: {self.batch_size} must be at least 1")
         if self.dtype not in _DTYPES:
             raise ValueError(f"model.embedding_cache.dtype: {self.dtype!r} is not one of {sorted(_DTYPES)}")
+        if self.steps_per_call < 1:
+            raise ValueError(f"model.embedding_cache.steps_per_call: {self.steps_per_call} must be at least 1")
 
     def applies(self, mask: float) -> bool:
         """Whether a run with this ``mask`` trains from the cache (else it takes the full path)."""
@@ -303,18 +306,37 @@ class EmbeddingLoader:
     The order comes from torch's CPU generator (seeded by ``seed_everything``), so it is the same on every
     device. With ``pick_view``, ``x`` is ``[N, V, D]`` and each sample of a batch is one of its ``V`` stored
     views, drawn uniformly (training); otherwise batches are ``[B, V, D]`` (evaluation windows).
+
+    With ``group > 1`` each item is a list of up to ``group`` consecutive batches, the same batches in the
+    same order: :class:`asc.module.SceneClassifier` with ``steps_per_call`` takes one optimiser step per batch.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, pick_view: bool = False) -> None:
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, pick_view: bool = False, group: int = 1
+    ) -> None:
         if len(x) != len(y):
             raise ValueError(f"EmbeddingLoader: {len(x)} inputs but {len(y)} labels")
         self.x, self.y = x, y
-        self.batch_size, self.shuffle, self.pick_view = batch_size, shuffle, pick_view
+        self.batch_size, self.shuffle, self.pick_view, self.group = batch_size, shuffle, pick_view, group
 
     def __len__(self) -> int:
-        return math.ceil(len(self.y) / self.batch_size)
+        return math.ceil(math.ceil(len(self.y) / self.batch_size) / self.group)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator:
+        batches = self._batches()
+        if self.group == 1:
+            yield from batches
+            return
+        pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for batch in batches:
+            pending.append(batch)
+            if len(pending) == self.group:
+                yield pending
+                pending = []
+        if pending:
+            yield pending
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.y)
         # the epoch's order and views are drawn at once and copied to the device once: no transfer per batch
         order = (torch.randperm(n) if self.shuffle else torch.arange(n)).to(self.x.device)
@@ -329,7 +351,8 @@ class EmbeddingData(L.LightningDataModule):
     """Cached backbone outputs ``{part: [N, V, D]}`` and labels ``{part: [N]}`` as a Lightning data module."""
 
     def __init__(
-        self, banks: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor], batch_size: int, eval_batch_size: int = 1024
+        self, banks: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor], batch_size: int,
+        eval_batch_size: int = 1024, steps_per_call: int = 1,
     ) -> None:
         super().__init__()
         for part in EmbeddingCache.PARTS:
@@ -337,6 +360,7 @@ class EmbeddingData(L.LightningDataModule):
                 raise ValueError(f"embedding cache: {len(banks[part])} {part} clips, the split has {len(labels[part])}")
         self.banks, self.labels, self.batch_size = dict(banks), dict(labels), batch_size
         self.eval_batch_size = max(batch_size, eval_batch_size)  # evaluation does not depend on the batch size
+        self.steps_per_call = steps_per_call  # training batches per item (see EmbeddingLoader's group)
         self._placed: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _loader(self, part: str, shuffle: bool) -> EmbeddingLoader:
@@ -345,7 +369,9 @@ class EmbeddingData(L.LightningDataModule):
             self._placed[part] = (self.banks[part].to(device), self.labels[part].to(device))
         x, y = self._placed[part]
         train = part == "train"
-        return EmbeddingLoader(x, y, self.batch_size if train else self.eval_batch_size, shuffle, pick_view=train)
+        if train:
+            return EmbeddingLoader(x, y, self.batch_size, shuffle, pick_view=True, group=self.steps_per_call)
+        return EmbeddingLoader(x, y, self.eval_batch_size, shuffle)
 
     def train_dataloader(self) -> EmbeddingLoader:
         return self._loader("train", shuffle=True)

@@ -42,7 +42,7 @@ NOT_SCIENCE: tuple[str, ...] = (
     "paths", "progress", "resume", "sweep_id", "logger",
     "data.root", "data.cache_dir", "data.num_workers", "data.extract_workers", "data.on_device",
     "trainer.accelerator", "trainer.devices", "trainer.log_every_n_steps", "model.channels_last",
-    "model.compile", "model.embedding_cache.batch_size",
+    "model.compile", "model.embedding_cache.batch_size", "model.embedding_cache.steps_per_call",
 )
 
 #: Environment variables through which a job learns its sweep (set by :meth:`SweepCallback.on_job_start`).

@@ -163,6 +163,7 @@ def _train(
         window=float(cfg.window),
         clip_seconds=(dm.frames - 1) * spec.hop_length / spec.sample_rate,
         inputs="embeddings" if from_cache else "images",
+        steps_per_call=emb.steps_per_call if from_cache else 1,
         **module_kwargs,
     )
     facts = {
@@ -194,7 +195,8 @@ def _train(
             width=hp.window_frames, size=hp.image_size, mask=hp.mask, eval_windows=hp.eval_windows,
             precision=trainer_cfg.get("precision"), channels_last=hp.channels_last, device=trainer.strategy.root_device,
         )
-        inputs = EmbeddingData(banks, {p: labels for p, (_, labels) in parts.items()}, data.batch_size)
+        inputs = EmbeddingData(banks, {p: labels for p, (_, labels) in parts.items()}, data.batch_size,
+                               steps_per_call=emb.steps_per_call)
         logger.log_metrics({"embedding_cache/views": banks["train"].shape[1], "embedding_cache/computed": int(computed)})
     trainer.fit(module, datamodule=inputs)
     trainer.test(module, datamodule=inputs, ckpt_path="best", weights_only=True, verbose=False)

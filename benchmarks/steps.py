@@ -22,14 +22,14 @@ HEIGHT, FRAMES, WIDTH = 256, 469, 234  # a 10 s clip, a 5 s window (the paper's 
 
 def make_module(
     backbone: str = "vgg16", size: int = 224, channels_last: bool = False, compile: bool = False,
-    inputs: str = "images", mask: float = 0.0, device: str = "cpu",
+    inputs: str = "images", mask: float = 0.0, device: str = "cpu", steps_per_call: int = 1,
 ) -> SceneClassifier:
     """The paper's network with random weights (same cost as ImageNet's): frozen VGG16 + 512-unit head."""
     model = dict(backbone=backbone, pretrained=False, freeze=True, hidden=(512,), dropout=0.5)
     if backbone == "small_cnn":
         model["hidden"] = (64,)
     m = SceneClassifier(CLASSES, model, window_frames=WIDTH, image_size=size, mask=mask,
-                        channels_last=channels_last, inputs=inputs, compile=compile)
+                        channels_last=channels_last, inputs=inputs, compile=compile, steps_per_call=steps_per_call)
     if compile:
         m.configure_model()
     return m.to(device).train()
@@ -130,8 +130,11 @@ def image_data(n: int, batch: int = 32) -> _ImageData:
     return _ImageData({"train": x, "val": x[:1], "test": x[:1]}, {"train": y, "val": y[:1], "test": y[:1]}, batch)
 
 
-def embedding_data(n: int, views: int = 4, dim: int = 25088, batch: int = 32, device: str = "cpu") -> EmbeddingData:
+def embedding_data(
+    n: int, views: int = 4, dim: int = 25088, batch: int = 32, device: str = "cpu", steps_per_call: int = 1
+) -> EmbeddingData:
     """Stored backbone outputs ``[n, views, dim]`` (float16, made on ``device``) and labels."""
     bank = torch.empty(n, views, dim, dtype=torch.float16, device=device).uniform_()
     y = torch.randint(0, 10, (n,), device=device)
-    return EmbeddingData({"train": bank, "val": bank[:1, :1], "test": bank[:1, :1]}, {"train": y, "val": y[:1], "test": y[:1]}, batch)
+    return EmbeddingData({"train": bank, "val": bank[:1, :1], "test": bank[:1, :1]}, {"train": y, "val": y[:1], "test": y[:1]}, batch,
+                         steps_per_call=steps_per_call)

@@ -111,3 +111,57 @@ def test_device_loader_serves_every_sample_once_and_picks_views():
     assert set(views.tolist()) == {0, 1, 2}
     ordered = torch.cat([b[1] for b in EmbeddingLoader(x, y, 4, shuffle=False)])
     assert ordered.tolist() == list(range(10))
+
+
+def test_grouped_loader_serves_the_same_batches_in_the_same_order():
+    x, y = torch.randn(10, 2, 3), torch.arange(10)
+    torch.manual_seed(0)
+    single = list(EmbeddingLoader(x, y, batch_size=3, shuffle=True, pick_view=True))
+    torch.manual_seed(0)
+    grouped = EmbeddingLoader(x, y, batch_size=3, shuffle=True, pick_view=True, group=3)
+    items = list(grouped)
+    assert len(grouped) == len(items) == 2 and [len(item) for item in items] == [3, 1]
+    flat = [batch for item in items for batch in item]
+    assert len(flat) == len(single) and all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(flat, single))
+
+
+def _fit_head(steps_per_call: int, epochs: int = 2) -> tuple[SceneClassifier, dict[str, float], int]:
+    import lightning as L
+
+    from asc.embeddings import EmbeddingData
+
+    torch.manual_seed(0)
+    model = dict(backbone="small_cnn", pretrained=False, freeze=True, channels=(4, 8), hidden=(16,), dropout=0.5)
+    module = SceneClassifier(["a", "b", "c"], model, window_frames=W, image_size=S, inputs="embeddings",
+                             steps_per_call=steps_per_call)
+    dim = module.net.backbone(torch.zeros(1, 3, S, S)).flatten(1).shape[1]
+    g = torch.Generator().manual_seed(1)
+    banks = {p: torch.randn(n, v, dim, generator=g) for p, n, v in (("train", 45, 2), ("val", 9, 1), ("test", 9, 1))}
+    labels = {p: torch.randint(0, 3, (len(b),), generator=g) for p, b in banks.items()}
+    data = EmbeddingData(banks, labels, batch_size=4, steps_per_call=steps_per_call)
+    L.seed_everything(7)
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=data)
+    return module, {k: float(v) for k, v in trainer.callback_metrics.items()}, trainer.global_step
+
+
+@pytest.mark.parametrize("steps_per_call", [3, 16])
+def test_several_steps_per_call_make_the_same_updates(steps_per_call):
+    one, metrics_one, steps_one = _fit_head(1)
+    many, metrics_many, steps_many = _fit_head(steps_per_call)
+    assert steps_one == steps_many == 2 * 12  # 45 samples in batches of 4, two epochs: one step per batch
+    for (name, a), b in zip(one.state_dict().items(), many.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert metrics_one.keys() == metrics_many.keys() and metrics_one.keys() >= {"train/loss", "train/acc", "val/acc"}
+    assert all(abs(metrics_one[k] - metrics_many[k]) < 1e-6 for k in metrics_one)
+    head_moved = not torch.allclose(_fit_head(1, epochs=0)[0].net.head[0].weight, one.net.head[0].weight)
+    assert head_moved
+
+
+def test_several_steps_per_call_need_the_embedding_inputs():
+    model = dict(backbone="small_cnn", pretrained=False, freeze=True, channels=(4, 8), hidden=(8,))
+    with pytest.raises(ValueError, match="steps_per_call"):
+        SceneClassifier(["a", "b"], model, window_frames=W, image_size=S, steps_per_call=4)
+    with pytest.raises(ValueError, match="steps_per_call"):
+        EmbeddingCacheConfig(steps_per_call=0)

@@ -77,11 +77,13 @@ class SceneClassifier(L.LightningModule):
         self.net = SceneNet(n_classes=n, **model)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        # validate_args=False: the inputs are this module's own outputs, and the checks wait for the GPU each step
+        # No checks that wait for the GPU at every update (the inputs are this module's own outputs): argument
+        # validation off, and a NaN loss makes the mean NaN rather than being looked for (nan_strategy). With
+        # nan_strategy="disable", torchmetrics 1.9 ignores MeanMetric's `weight`: losses go in once per sample.
         self.train_acc = MulticlassAccuracy(n, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(n, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(n, average="micro", validate_args=False)
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
         self.test_confusion = MulticlassConfusionMatrix(n, validate_args=False)
         self.confusion: torch.Tensor | None = None  # filled at the end of testing, rows true, columns predicted
 
@@ -124,18 +126,24 @@ class SceneClassifier(L.LightningModule):
         if self.automatic_optimization:
             return self._loss(*batch)
         opt = self.optimizers()
+        seen = []
         for x, y in batch:  # what Lightning's automatic step does, once per batch: forward, zero_grad, backward, step
-            loss = self._loss(x, y)
+            logits = self(x)
+            loss = F.cross_entropy(logits, y)
             opt.zero_grad()
             self.manual_backward(loss)
             opt.step()
+            seen.append((logits.detach(), y, loss.detach().expand(len(y))))
+        logits, y, losses = (torch.cat(parts) for parts in zip(*seen, strict=True))
+        self.train_acc.update(logits, y)  # once per call: the same per-sample means over the epoch
+        self.train_loss.update(losses)
         return None
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         self.train_acc.update(logits.detach(), y)
-        self.train_loss.update(loss.detach(), len(y))
+        self.train_loss.update(loss.detach().expand(len(y)))
         return loss
 
     def _evaluate(self, batch: Any, stage: str) -> None:
@@ -143,7 +151,7 @@ class SceneClassifier(L.LightningModule):
         probs = self.predict_proba(x)
         loss = F.nll_loss(probs.clamp_min(1e-12).log(), y)
         (self.val_acc if stage == "val" else self.test_acc).update(probs, y)
-        (self.val_loss if stage == "val" else self.test_loss).update(loss, len(y))
+        (self.val_loss if stage == "val" else self.test_loss).update(loss.expand(len(y)))
         if stage == "test":
             self.test_confusion.update(probs, y)
 

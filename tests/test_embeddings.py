@@ -165,3 +165,17 @@ def test_several_steps_per_call_need_the_embedding_inputs():
         SceneClassifier(["a", "b"], model, window_frames=W, image_size=S, steps_per_call=4)
     with pytest.raises(ValueError, match="steps_per_call"):
         EmbeddingCacheConfig(steps_per_call=0)
+
+
+def test_epoch_loss_is_the_per_sample_mean_when_the_last_batch_is_smaller():
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    module = SceneClassifier(["a", "b"], dict(backbone="small_cnn", pretrained=False, channels=(4, 8), hidden=(8,), dropout=0.0),
+                             window_frames=W, image_size=S, inputs="embeddings")
+    dim = module.net.head[0].in_features
+    x, y = torch.randn(5, dim), torch.tensor([0, 1, 1, 0, 1])
+    for lo, hi in ((0, 4), (4, 5)):  # a batch of 4, then a batch of 1
+        module._loss(x[lo:hi], y[lo:hi])
+    expected = F.cross_entropy(module(x), y)  # the mean over the 5 samples, not over the 2 batches
+    assert module.train_loss.compute().item() == pytest.approx(expected.item(), rel=1e-5)

@@ -101,3 +101,15 @@ def test_folder_given_and_fold_splits():
         make_split(df.assign(given=None), "given")
     with pytest.raises(ValueError, match="not one of"):
         make_split(df, "random")
+
+
+def test_bad_split_settings_are_named():
+    df = tau_like()
+    with pytest.raises(ValueError, match="data.fractions"):
+        make_split(df, "paper", fractions=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="data.split"):
+        make_split(df, "random")
+    part = make_split(df, "paper")
+    part[(df["label"] == "park") & (part == "test")] = "train"
+    with pytest.raises(ValueError, match=r"\['park'\] have no clips in part 'test'"):
+        check_classes(df, part)

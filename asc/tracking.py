@@ -49,17 +49,18 @@ def schema_lock(url: str) -> AbstractContextManager:
     return FileLock(f"{path}.lock", timeout=600)
 
 
-_OPENED: set[str] = set()
+_OPENED: set[tuple[str, str]] = set()
 
 
 def open_store(uri: str) -> str:
     """Create or upgrade the MLflow store at ``uri`` once per process, one process at a time; returns ``uri``."""
-    if uri not in _OPENED:
+    key = (uri, os.getcwd())  # a relative SQLite path names another file in another folder
+    if key not in _OPENED:
         from mlflow import MlflowClient
 
         with schema_lock(uri):
             MlflowClient(uri).search_experiments(max_results=1)
-        _OPENED.add(uri)
+        _OPENED.add(key)
     return uri
 
 

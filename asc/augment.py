@@ -100,12 +100,19 @@ def to_network(x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     ``(x / 255 - mean_c) / std_c`` is computed as ``x * scale_c + bias_c``; with ``channels_last`` the
     result is laid out as the channels-last convolutions want it (no extra copy in the network).
     """
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    bias, scale = _imagenet_affine(str(x.device))
     B, H, W = x.shape
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((B, 3, H, W), device=x.device, memory_format=fmt)
-    return torch.addcmul(-mean / std, x.float().unsqueeze(1), 1.0 / (255.0 * std), out=out)
+    return torch.addcmul(bias, x.float().unsqueeze(1), scale, out=out)
+
+
+@lru_cache(maxsize=8)
+def _imagenet_affine(device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(bias, scale)`` ``[1, 3, 1, 1]`` with ``(x / 255 - mean) / std = x * scale + bias``, made once per device."""
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (-mean / std).to(device), (1.0 / (255.0 * std)).to(device)
 
 
 def train_batch(x: torch.Tensor, width: int, size: int, mask: float, channels_last: bool = False) -> torch.Tensor:

@@ -5,7 +5,7 @@ Layout: ``<cache_root>/<kind>-<spec hash>/<file stem>.<source hash>.npy`` (uint8
 modification time, so a replaced recording is recomputed. Entries are written to a temporary name and
 renamed into place: a killed extraction leaves no half-written entry under a valid name, a rerun computes
 only what is missing, and two jobs filling the same cache at once end with one correct copy of each entry.
-Builders of one cache folder also take turns (an exclusive ``flock`` on ``.build.lock``): the second job
+Builders of one cache folder also take turns (a ``filelock`` on ``.build.lock``): the second job
 waits, then finds the entries the first computed, so a sweep's parallel jobs do not all extract the same
 clips. Temporary files a killed job left behind are removed once they are an hour old.
 """
@@ -15,17 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from asc.features import FeatureSpec, image_from_file
+from asc.files import atomic_save_npy, atomic_write_text, exclusive
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +40,6 @@ class ExtractReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
 
 
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` via a temporary file in the same folder and an atomic rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class FeatureCache:
     """Spectrogram images of one feature setup, for any number of datasets."""
 
@@ -63,34 +49,13 @@ class FeatureCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         info = self.dir / "spec.json"
         if not info.exists():
-            tmp = info.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(asdict(spec), indent=2))
-            os.replace(tmp, info)
+            atomic_write_text(info, json.dumps(asdict(spec), indent=2))
 
     def entry(self, audio: Path, name: str) -> Path:
         """Cache file for the audio file ``audio`` known in its dataset as ``name``."""
         st = audio.stat()
         digest = hashlib.sha1(f"{name}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
         return self.dir / f"{Path(name).stem}.{digest}.npy"
-
-    @contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        """Hold the cache folder's build lock (waits while another process holds it)."""
-        try:
-            import fcntl
-        except ImportError:  # no flock (Windows): atomic renames still keep the cache correct
-            yield
-            return
-        with open(self.dir / ".build.lock", "a+") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("%s: another job is extracting into this cache; waiting for it", self.dir)
-                fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
 
     def remove_stale(self, max_age: float = STALE_SECONDS) -> int:
         """Delete temporary entries older than ``max_age`` seconds (left by killed jobs). Returns how many."""
@@ -137,7 +102,7 @@ class FeatureCache:
         report = ExtractReport()
         todo = self.missing(files, names)
         if todo:
-            with self._exclusive():
+            with exclusive(self.dir / ".build.lock", f"{self.dir}: another job is extracting into this cache; waiting for it"):
                 self.remove_stale()
                 todo = [(audio, dst) for audio, dst in todo if not dst.exists()]  # filled while we waited?
                 if todo:

@@ -281,13 +281,6 @@ def read_folder(root: str | Path, csv: str = "labels.csv", check_files: bool = T
     return _checked(*scan_folder(root, csv, check_files))
 
 
-def check_audio_present(root: Path, df: pd.DataFrame) -> None:
-    """Raise :class:`DatasetError` listing the files of ``df`` that are not on disk."""
-    layout = Layout(root)
-    layout.missing = [name for name in df["filename"] if not safe_path(root, name).is_file()]
-    layout.raise_errors()
-
-
 # -- asc verify ----------------------------------------------------------------------------------------------
 def audio_headers(root: Path, df: pd.DataFrame, progress: bool = True) -> tuple[pd.DataFrame, list[str]]:
     """Header facts of every present file (no samples are read): ``seconds``, ``sample_rate``, ``channels``,

@@ -30,6 +30,7 @@ from http.client import HTTPException
 from pathlib import Path
 from urllib.parse import quote
 
+from asc.files import atomic_write_text
 from asc.scenes import DEV_DIRNAME
 
 log = logging.getLogger(__name__)
@@ -327,9 +328,7 @@ def download(
         url = record_url or RECORD_URL.format(record=record)
         data = fetch_record(url, dest, min(timeout, 10.0), record)
         state.mkdir(parents=True, exist_ok=True)
-        tmp = saved.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, saved)
+        atomic_write_text(saved, json.dumps(data, indent=1))
     files = [f for f in parse_record(data, base_url) if ARCHIVE.match(f.key)]
     if not files:
         raise DownloadError(f"record {record}: no {DEV_DIRNAME}.*.zip files listed")

@@ -16,7 +16,9 @@ Layout: ``<cache_dir>/embeddings-<key>/{train,val,test}.npy`` (``[clips, views, 
 and ``info.json``, which is written last. The key hashes everything that changes the numbers: the
 spectrogram settings, the backbone and a hash of its weights, image size, window, positions, masks, the mask
 fraction, the evaluation windows, the compute precision, and the exact inputs (a hash of every part's
-spectrogram images, in order). Every file is written to a temporary name and renamed.
+spectrogram images, in order). Every file is written to a temporary name and renamed. Jobs that need the same
+entry at once (the seeds of a sweep cell under joblib) take turns on ``.embeddings-<key>.lock``: the first
+computes it, the others wait and load it.
 
 :class:`EmbeddingData` serves the stored outputs to Lightning in place of the spectrogram data module: the
 banks are moved to the training device once and each batch is one indexing operation there.
@@ -28,8 +30,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from asc import augment
+from asc.files import atomic_save_npy, atomic_write_text, exclusive
 
 log = logging.getLogger(__name__)
 
@@ -212,20 +213,9 @@ class EmbeddingCache:
         for part in self.PARTS:
             t = banks[part].contiguous()
             arr = t.view(torch.int16).numpy() if t.dtype == torch.bfloat16 else t.numpy()  # numpy has no bfloat16
-            _atomic_write(self.dir / f"{part}.npy", lambda f, a=arr: np.save(f, a))
+            atomic_save_npy(self.dir / f"{part}.npy", arr)
         info = {"dtype": dtype, "shapes": {p: list(banks[p].shape) for p in self.PARTS}, "key": self.fields}
-        _atomic_write(self.dir / "info.json", lambda f: f.write(json.dumps(info, indent=2, default=str).encode()))
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write_text(self.dir / "info.json", json.dumps(info, indent=2, default=str))
 
 
 def build_or_load(
@@ -273,9 +263,25 @@ def build_or_load(
         "images": images_digest({p: images[p] for p in EmbeddingCache.PARTS}),
     }
     cache = EmbeddingCache(root, fields)
-    if cache.complete():
-        log.info("embedding cache: using %s", cache.dir)
-        return cache.load(), cache, False
+    if not cache.complete():
+        # jobs of one sweep cell (its seeds) share the entry: the first computes it, the others wait and load it
+        Path(root).mkdir(parents=True, exist_ok=True)
+        with exclusive(Path(root) / f".{cache.dir.name}.lock", f"{cache.dir}: another job is computing it; waiting"):
+            if not cache.complete():
+                banks = _compute(net, images, cfg, cache, frames=frames, views=views, width=width, size=size, mask=mask,
+                                 eval_windows=eval_windows, precision=precision, channels_last=channels_last, device=device)
+                cache.save(banks, cfg.dtype)
+                return banks, cache, True
+    log.info("embedding cache: using %s", cache.dir)
+    return cache.load(), cache, False
+
+
+def _compute(
+    net: nn.Module, images: Mapping[str, torch.Tensor], cfg: EmbeddingCacheConfig, cache: EmbeddingCache, *,
+    frames: int, views: int, width: int, size: int, mask: float, eval_windows: str, precision: str | int | None,
+    channels_last: bool, device: torch.device | str,
+) -> dict[str, torch.Tensor]:
+    """The backbone outputs of every part (see :func:`build_or_load`)."""
     device = torch.device(device)
     starts = train_starts(frames, width, cfg.positions)
     gen = torch.Generator().manual_seed(int(cache.key[:15], 16))  # the mask set is a function of the key
@@ -296,8 +302,7 @@ def build_or_load(
         banks[part] = bank(
             part, lambda lo, hi, p=part: eval_views(images[p][lo:hi].to(device), width, size, eval_windows, channels_last), n_eval
         )
-    cache.save(banks, cfg.dtype)
-    return banks, cache, True
+    return banks
 
 
 class EmbeddingLoader:
@@ -368,8 +373,7 @@ class EmbeddingData(L.LightningDataModule):
         if part not in self._placed or self._placed[part][0].device != device:  # moved once per device
             self._placed[part] = (self.banks[part].to(device), self.labels[part].to(device))
         x, y = self._placed[part]
-        train = part == "train"
-        if train:
+        if part == "train":
             return EmbeddingLoader(x, y, self.batch_size, shuffle, pick_view=True, group=self.steps_per_call)
         return EmbeddingLoader(x, y, self.eval_batch_size, shuffle)
 

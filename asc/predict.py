@@ -158,12 +158,10 @@ class Predictor:
         return slide_starts(frames, self.window_frames, hop_frames)
 
     def eval_starts(self, frames: int) -> np.ndarray:
-        """The evaluation windows of the model (same functions as :func:`asc.augment.eval_batch`)."""
+        """The evaluation windows of the model (those of :func:`asc.augment.eval_batch`)."""
         from asc import augment
 
-        if self.eval_windows == "cover":
-            return augment.cover_offsets(frames, self.window_frames).numpy()
-        return augment.centre_offsets(1, frames, self.window_frames).numpy()
+        return augment.eval_starts(frames, self.window_frames, self.eval_windows).numpy()
 
     def hop_frames(self, hop: float | None) -> int:
         hop = self.window / 2 if hop is None else hop

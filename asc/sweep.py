@@ -33,6 +33,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from asc.files import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 #: Config keys (dotted prefixes) that do not change the science: where things are, how fast, how it is logged.
@@ -157,9 +159,7 @@ class SweepInfo:
     def write(self, sweep_dir: str | Path) -> Path:
         path = Path(sweep_dir) / SWEEP_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
         return path
 
     @classmethod

@@ -33,8 +33,9 @@ def schema_lock(url: str) -> AbstractContextManager:
     would otherwise run the same migrations together and fail half-way ("table _alembic_tmp_... already
     exists"). Database servers serialise their own DDL, so other URLs get no lock.
     """
-    from filelock import FileLock
     from sqlalchemy.engine import make_url
+
+    from asc.files import exclusive
     from sqlalchemy.exc import ArgumentError
 
     try:
@@ -46,7 +47,7 @@ def schema_lock(url: str) -> AbstractContextManager:
     path = Path(parsed.database)
     if not path.parent.is_dir():  # the store cannot open either; let it say so
         return nullcontext()
-    return FileLock(f"{path}.lock", timeout=600)
+    return exclusive(f"{path}.lock", f"{path}: another process is creating its tables; waiting", timeout=600)
 
 
 _OPENED: set[tuple[str, str]] = set()

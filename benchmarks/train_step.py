@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     c = res["cpu"]
     rows = [
         (f"CPU fp32, batch {args.batch}", f"{c['fp32_samples_per_s']:.2f} samples/s"),
-        (f"CPU bf16 + channels-last", f"{c['bf16_cl_samples_per_s']:.2f} samples/s   "
+        ("CPU bf16 + channels-last", f"{c['bf16_cl_samples_per_s']:.2f} samples/s   "
                                       f"{c['bf16_cl_samples_per_s'] / c['fp32_samples_per_s']:.2f}x fp32"),
     ]
     if torch.cuda.is_available():

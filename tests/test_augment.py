@@ -60,7 +60,6 @@ def test_train_and_eval_batches_are_normalised_imagenet_inputs():
 
 
 def test_centre_window_is_centred():
-    x = torch.arange(469).repeat(1, 2, 1)
     starts = augment.centre_offsets(1, 469, 234)
     assert starts.item() == (469 - 234) // 2
     cover = augment.cover_offsets(469, 234)

@@ -85,6 +85,30 @@ def test_cache_is_keyed_written_atomically_and_reused(tmp_path):
     assert torch.allclose(half["train"].float(), banks["train"], rtol=2e-3, atol=2e-3)
 
 
+def test_jobs_needing_one_entry_at_once_compute_it_once(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from asc import embeddings
+
+    compute = embeddings._compute
+
+    def slow_compute(*args, **kwargs):  # long enough for the other job to find the entry missing too
+        time.sleep(0.5)
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(embeddings, "_compute", slow_compute)
+    images, results = _images(), []
+    modules = [_module(), _module()]  # the same weights: the same entry
+    jobs = [threading.Thread(target=lambda m=m: results.append(_build(m, images, tmp_path, positions=2))) for m in modules]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join()
+    assert sorted(computed for _, _, computed in results) == [False, True]  # one computed it, the other loaded it
+    assert torch.equal(results[0][0]["train"], results[1][0]["train"])
+
+
 def test_cache_needs_a_frozen_backbone_and_sane_settings(tmp_path):
     with pytest.raises(ValueError, match="frozen"):
         _build(_module(freeze=False), _images(), tmp_path)

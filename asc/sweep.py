@@ -137,14 +137,6 @@ def sweep_identity(config: DictConfig) -> str:
     return "sweep-" + digest({"base": scientific(config), "overrides": sorted(sweep_overrides(config))}, 12)
 
 
-def absolute_uri(uri: str) -> str:
-    """A relative ``sqlite:///file.db`` made absolute, so the sweep file works from any folder."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str(Path(uri[len(prefix):]).resolve())
-    return uri
-
-
 @dataclass
 class SweepInfo:
     """What ``SWEEP_DIR/sweep.json`` holds."""
@@ -248,7 +240,7 @@ class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
 
-        from asc.tracking import open_store, tracking_uri
+        from asc.tracking import absolute_uri, open_store, tracking_uri
 
         uri = open_store(absolute_uri(tracking_uri(config.logger.tracking_uri)))
         client = MlflowClient(uri)

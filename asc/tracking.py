@@ -26,6 +26,14 @@ def tracking_uri(uri: str | None) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or uri or "sqlite:///mlflow.db"
 
 
+def absolute_uri(uri: str) -> str:
+    """A relative ``sqlite:///file.db`` made absolute, naming the same file from any folder."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
 def schema_lock(url: str) -> AbstractContextManager:
     """An inter-process lock beside a SQLite database, held while a process creates or upgrades its schema.
 
@@ -50,12 +58,12 @@ def schema_lock(url: str) -> AbstractContextManager:
     return exclusive(f"{path}.lock", f"{path}: another process is creating its tables; waiting", timeout=600)
 
 
-_OPENED: set[tuple[str, str]] = set()
+_OPENED: set[str] = set()
 
 
 def open_store(uri: str) -> str:
     """Create or upgrade the MLflow store at ``uri`` once per process, one process at a time; returns ``uri``."""
-    key = (uri, os.getcwd())  # a relative SQLite path names another file in another folder
+    key = absolute_uri(uri)  # a relative SQLite path names another file in another folder
     if key not in _OPENED:
         from mlflow import MlflowClient
 

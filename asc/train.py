@@ -208,14 +208,9 @@ def _train(
     client.log_artifact(run_id, checkpoint.best_model_path, "checkpoints")
     model_uri = None
     if cfg.logger.get("log_model", True):
-        import torch
-
         from asc.packaging import log_model
 
-        example = next(iter(dm.val_dataloader()))[0][:1]  # one clip's uint8 image [1, H, W]
-        if example.dtype != torch.uint8 or example.ndim != 3:  # batches of something else: a grey clip instead
-            example = torch.full((1, spec.height, spec.frames(module.hparams.clip_seconds)), 127, dtype=torch.uint8)
-        example = example.numpy()
+        example = dm.tensors("val")[0][:1].cpu().numpy()  # one validation clip's uint8 image [1, H, W]
         model_uri = log_model(run_id, tracking_uri(cfg.logger.tracking_uri), checkpoint.best_model_path, example)
     logger.finalize("success")
     result = {

@@ -90,10 +90,8 @@ def apply(cfg: DictConfig, params: dict[str, Any]) -> DictConfig:
 
 # -- Optuna objects from config -------------------------------------------------------------------------
 def _first_open(open_fn, tries: int = 5):
-    """Retry what a concurrent worker may make fail once (an experiment or study created meanwhile).
-
-    SQLite schema creation itself is serialised by :func:`asc.tracking.schema_lock`.
-    """
+    """Retry opening a storage that a concurrent worker is creating on a database server (SQLite stores are
+    created under :func:`asc.tracking.schema_lock` instead)."""
     import sqlalchemy.exc
     from alembic.util import CommandError
 
@@ -151,16 +149,11 @@ def make_sampler(spec: DictConfig):
 def _client(cfg: DictConfig):
     import mlflow
 
-    from asc.tracking import artifact_location, open_store, tracking_uri
+    from asc.sweep import experiment_id
+    from asc.tracking import open_store, tracking_uri
 
-    def _open():
-        client = mlflow.MlflowClient(open_store(tracking_uri(cfg.logger.tracking_uri)))
-        exp = client.get_experiment_by_name(cfg.logger.experiment)
-        if exp:
-            return client, exp.experiment_id
-        return client, client.create_experiment(cfg.logger.experiment, artifact_location(cfg.logger.get("artifacts")))
-
-    return _first_open(_open)
+    client = mlflow.MlflowClient(open_store(tracking_uri(cfg.logger.tracking_uri)))
+    return client, experiment_id(client, cfg.logger.experiment, cfg.logger.get("artifacts"))
 
 
 def _study_parents(client, exp_id: str, name: str) -> list:

@@ -33,7 +33,7 @@ report: install ## a sweep next to the paper's table: make report [SWEEP=multiru
 	.venv/bin/asc report $(if $(RUN),--parent-run $(RUN),$(SWEEP)) $(if $(URI),--tracking-uri $(URI))
 
 tune: install ## an Optuna study over the augmentation and head (resumable; ARGS="experiment=demo tune.n_trials=20 ...")
-	$(PY) -m asc.tune $(ARGS)
+	.venv/bin/asc tune $(ARGS)
 
 ui: install ## serve the MLflow UI on http://127.0.0.1:5000
 	.venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

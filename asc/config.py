@@ -1,17 +1,39 @@
-"""Turning Hydra config groups into the typed settings objects the package works with."""
+"""Where the configs live, and how code outside Hydra reads them.
+
+The Hydra configs are the repository's ``conf/`` folder; the wheel carries the same files as ``asc/conf``
+(``pyproject.toml``, ``force-include``), so every command works from an installed package. :data:`CONFIG_DIR`
+is whichever of the two this installation has.
+
+Commands that take one config group by name (``asc extract --features mel``, ``asc predict --features``,
+``asc figures``) read it with :func:`group_settings`; :func:`settings` turns a group into the typed
+settings object the package works with, with an error that names the group and the unknown key.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+
+from asc.data.features import FeatureSpec
 
 T = TypeVar("T")
 
 
+def _config_dir() -> Path:
+    packaged = Path(__file__).resolve().parent / "conf"  # an installed wheel
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "conf"  # the checkout
+
+
+#: The folder holding ``config.yaml`` and the config groups.
+CONFIG_DIR: Path = _config_dir()
+
+
 def settings(cls: type[T], cfg: Any, group: str, drop: tuple[str, ...] = ("name",)) -> T:
     """``cls(**cfg)`` for a dataclass ``cls``; an unknown key is an error that names ``group`` and the key."""
-    from omegaconf import DictConfig, OmegaConf
-
     data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     for key in drop:
         data.pop(key, None)
@@ -25,23 +47,27 @@ def settings(cls: type[T], cfg: Any, group: str, drop: tuple[str, ...] = ("name"
     return cls(**data)
 
 
-def group_file(group: str, name_or_path: str) -> dict[str, Any]:
-    """Settings of one config group from ``conf/<group>/<name>.yaml`` or from a YAML file path.
-
-    Lets commands outside Hydra (``asc predict --features mel``, ``asc figures``) take a group by name.
-    """
-    from pathlib import Path
-
-    from omegaconf import OmegaConf
-
+def group_settings(group: str, name_or_path: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Settings of one config group, from ``conf/<group>/<name>.yaml`` or from a YAML file, with ``key=value``
+    overrides: the same values a training run with ``<group>=<name>`` uses."""
     path = Path(name_or_path)
-    if not path.suffix:
-        path = Path(__file__).resolve().parents[1] / "conf" / group / f"{name_or_path}.yaml"
+    if path.suffix not in (".yaml", ".yml"):
+        path = CONFIG_DIR / group / f"{name_or_path}.yaml"
     if not path.is_file():
-        choices = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / group).glob("*.yaml"))
+        choices = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
         raise ValueError(f"{group}: {name_or_path!r} is neither a YAML file nor one of {choices}")
-    data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    try:
+        cfg = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
+    except Exception as err:  # noqa: BLE001 - a YAML or override syntax error, said with the file's name
+        raise ValueError(f"{path}: cannot read the {group} settings ({err})") from err
+    data = OmegaConf.to_container(cfg, resolve=True)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of {group} settings")
     data.pop("defaults", None)
     return data
+
+
+def feature_spec(name: str = "cqt", overrides: Sequence[str] = ()) -> FeatureSpec:
+    """The :class:`~asc.data.features.FeatureSpec` of ``features=<name>`` (or of a YAML file), with ``key=value``
+    overrides: the same settings -- and so the same cache folder -- a training run uses."""
+    return settings(FeatureSpec, group_settings("features", name, overrides), "features")

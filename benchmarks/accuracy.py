@@ -6,7 +6,7 @@
    VGG16 cannot be downloaded here) so the runs fit a CPU; only the head trains, as in the paper.
 2. Precision: the demo's trainable small CNN in fp32 against bf16 autocast + channels-last.
 
-Every run is the real one (``asc.train.run`` on the composed config), logged to a temporary MLflow store.
+Every run is the real one (``asc.runs.train.run`` on the composed config), logged to a temporary MLflow store.
 
     python -m benchmarks.accuracy [--seeds 3] [--epochs 20]
 """
@@ -35,7 +35,7 @@ FROZEN = ["model.freeze=true", "model.pretrained=false", "model.hidden=[64]"]
 def run(overrides: list[str]) -> dict:
     from hydra import compose, initialize_config_dir
 
-    from asc.train import run as train_run
+    from asc.runs.train import run as train_run
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)

@@ -1,4 +1,4 @@
-"""Training-input augmentation: batched tensor ops (``asc.augment.train_batch``) against a per-sample PIL
+"""Training-input augmentation: batched tensor ops (``asc.data.augment.train_batch``) against a per-sample PIL
 pipeline with the same semantics.
 
 Both take uint8 spectrogram images ``[256, 469]`` (10 s) and produce the network input ``[3, 224, 224]``:
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from asc import augment
+from asc.data import augment
 from benchmarks.common import interleaved, save, table
 
 H, FRAMES, WIDTH, SIZE, MASK = 256, 469, 234, 224, 0.1

@@ -21,8 +21,9 @@ FULL_SET = 14_400
 def main() -> None:
     from joblib import cpu_count
 
-    from asc.cache import FeatureCache, feature_spec
-    from asc.synth import SynthConfig, clip_names, generate
+    from asc.config import feature_spec
+from asc.data.cache import FeatureCache
+    from asc.data.synth import SynthConfig, clip_names, generate
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clips", type=int, default=32, help="clips to extract with all workers (default: 32)")
@@ -46,7 +47,7 @@ def main() -> None:
         try:
             spec = feature_spec(a.features)
         except ImportError:  # no omegaconf (a bare GPU image): the cqt defaults are conf/features/cqt.yaml's
-            from asc.features import FeatureSpec
+            from asc.data.features import FeatureSpec
 
             spec = FeatureSpec(kind=a.features)
 

@@ -3,7 +3,7 @@
 Clips: generated 10 s, 48 kHz, 24-bit stereo WAV files (TAU's format). Reference style, per file and in
 one process: ``librosa.load`` (mono mix), the emphasis filter, ``librosa.cqt``, ``power_to_db``,
 scikit-learn's ``MinMaxScaler`` over each frame, and an 8-bit PNG written with matplotlib. This project:
-:meth:`asc.cache.FeatureCache.build` (the same transform, a ``.npy`` per clip, written atomically), on one
+:meth:`asc.data.cache.FeatureCache.build` (the same transform, a ``.npy`` per clip, written atomically), on one
 core and on all cores. Warm-ups (numba's JIT, the worker pool) are run first and not timed.
 
     python -m benchmarks.extraction [--clips 16]
@@ -63,8 +63,8 @@ def reference_style(path: Path, out: Path) -> None:
 def main(argv: list[str] | None = None) -> dict:
     from threadpoolctl import threadpool_limits
 
-    from asc.cache import FeatureCache
-    from asc.features import FeatureSpec
+    from asc.data.cache import FeatureCache
+    from asc.data.features import FeatureSpec
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clips", type=int, default=16)

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.stack([pil_sample(a, rng) for a in arrays])
     pil_us = (time.perf_counter() - tp) / len(arrays) * 1e6
     torch.set_num_threads(threads)
-    from asc import augment
+    from asc.data import augment
 
     ta = interleaved({"gpu": lambda: augment.train_batch(imgs, WIDTH, SIZE, MASK)}, rounds=10, device=dev)
     res["augment"] = {"pil_us_per_sample": pil_us, "batched_us_per_sample": ta["gpu"] / len(imgs) * 1e6,

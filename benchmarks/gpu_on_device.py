@@ -13,9 +13,9 @@ import time
 import lightning as L
 import torch
 
-from asc.datamodule import DataConfig, SceneDataModule, TensorBatches
-from asc.features import FeatureSpec
-from asc.module import SceneClassifier
+from asc.data.datamodule import DataConfig, SceneDataModule, TensorBatches
+from asc.data.features import FeatureSpec
+from asc.model.module import SceneClassifier
 
 
 class EpochTimer(L.Callback):

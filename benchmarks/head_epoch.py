@@ -1,6 +1,6 @@
 """A head-training epoch from the embedding cache against the full path, same samples, through Lightning.
 
-Both epochs are real ``Trainer.fit`` epochs of :class:`asc.module.SceneClassifier` (frozen VGG16 with random
+Both epochs are real ``Trainer.fit`` epochs of :class:`asc.model.module.SceneClassifier` (frozen VGG16 with random
 weights + the 512-unit head, bf16 autocast, channels-last): the full path gets uint8 spectrograms and runs
 augmentation and backbone at every step; the cache path gets the stored backbone outputs (4 views per
 clip) and runs the head only; its third epoch is timed, leaving out what a run pays once. Filling the cache costs one backbone pass per stored view, once for all

@@ -24,9 +24,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from asc.features import FeatureSpec, image_from_audio
-from asc.module import SceneClassifier
-from asc.predict import Predictor, stream
+from asc.data.features import FeatureSpec, image_from_audio
+from asc.model.module import SceneClassifier
+from asc.inference.predictor import Predictor
+from asc.inference.stream import stream
 
 MODELS = {
     "small_cnn": dict(model=dict(backbone="small_cnn", pretrained=False, freeze=False, channels=[16, 32, 64, 128],

@@ -12,9 +12,9 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from asc import augment
-from asc.embeddings import EmbeddingData, EmbeddingLoader, training_views, train_starts
-from asc.module import SceneClassifier
+from asc.data import augment
+from asc.model.embeddings import EmbeddingData, EmbeddingLoader, training_views, train_starts
+from asc.model.module import SceneClassifier
 
 CLASSES = [f"c{i}" for i in range(10)]
 HEIGHT, FRAMES, WIDTH = 256, 469, 234  # a 10 s clip, a 5 s window (the paper's best)

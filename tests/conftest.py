@@ -28,7 +28,7 @@ TINY_OVERRIDES = [
 @pytest.fixture(scope="session")
 def tiny_tau(tmp_path_factory) -> Path:
     """A 120-clip synthetic dataset in TAU's layout (stereo 24-bit WAV), shared by the session."""
-    from asc.synth import SynthConfig, generate
+    from asc.data.synth import SynthConfig, generate
 
     root = tmp_path_factory.mktemp("tau") / "TAU-urban-acoustic-scenes-2019-development"
     return generate(root, SynthConfig(**TINY), progress=False)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from asc import augment
+from asc.data import augment
 
 
 def test_crop_takes_the_window_at_each_offset():

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asc.audio import AudioError, load_mono
-from asc.cache import FeatureCache
-from asc.features import FeatureSpec, image_from_audio, image_from_file
+from asc.data.audio import AudioError, load_mono
+from asc.data.cache import FeatureCache
+from asc.data.features import FeatureSpec, image_from_audio, image_from_file
 
 SR = 8000
 #: The paper's pipeline at 8 kHz (CQT bins up to 2.5 kHz), small hops: fast on tiny clips.
@@ -71,7 +71,7 @@ def test_skip_counts_and_logs_and_keeps_the_cache_clean(bad_files, tmp_path_fact
     cache = FeatureCache(tmp_path_factory.mktemp("cache"), SPEC)
     with pytest.raises(AudioError):  # on_error=raise: the first bad file stops it, naming it
         cache.build(files, [f.name for f in files], workers=1, on_error="raise", progress=False)
-    with caplog.at_level(logging.WARNING, logger="asc.cache"):
+    with caplog.at_level(logging.WARNING, logger="asc.data.cache"):
         report = cache.build(files, [f.name for f in files], workers=1, on_error="skip", progress=False)
     assert len(report.skipped) == 7 and report.computed + report.cached == 1
     assert {name for name, _ in report.skipped} == {str(f) for f in files if f.name != "good.wav"}
@@ -86,9 +86,9 @@ def test_silence_gives_a_zero_image_not_nan():
 
 
 def test_non_finite_spectrogram_is_refused(monkeypatch):
-    import asc.features
+    import asc.data.features
 
-    monkeypatch.setattr(asc.features, "spectrogram_db", lambda y, spec: np.full((4, 5), np.nan, np.float32))
+    monkeypatch.setattr(asc.data.features, "spectrogram_db", lambda y, spec: np.full((4, 5), np.nan, np.float32))
     with pytest.raises(ValueError, match="NaN or infinite"):
         image_from_audio(np.ones(SR, np.float32), SPEC)
 
@@ -132,7 +132,7 @@ def _folder_with_a_short_clip(root):
 
 @pytest.mark.parametrize("on_error", ["raise", "skip"])
 def test_clip_shorter_than_the_window(tmp_path, on_error, caplog):
-    from asc.datamodule import DataConfig, SceneDataModule
+    from asc.data.datamodule import DataConfig, SceneDataModule
 
     root = _folder_with_a_short_clip(tmp_path / "rec")
     cfg = DataConfig(root=str(root), kind="folder", split="given", cache_dir=str(tmp_path / "cache"),
@@ -143,7 +143,7 @@ def test_clip_shorter_than_the_window(tmp_path, on_error, caplog):
         with pytest.raises(ValueError, match=r"1 clip\(s\) .* shorter than window=0.5 s .*short.wav \(0.19 s\)"):
             dm.setup("fit")
         return
-    with caplog.at_level(logging.WARNING, logger="asc.datamodule"):
+    with caplog.at_level(logging.WARNING, logger="asc.data.datamodule"):
         dm.setup("fit")
     assert dm.skipped == 1 and sum(dm.split_sizes.values()) == 12
     assert "short.wav" in caplog.text and "left out (data.on_error=skip)" in caplog.text

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asc.cache import FeatureCache, feature_spec
+from asc.config import feature_spec
+from asc.data.cache import FeatureCache
 
 SET = ["--set", "sample_rate=8000", "n_bins=168", "hop_length=256"]  # the paper's CQT, scaled to 8 kHz
 
@@ -31,7 +32,7 @@ def folder(root: Path, n: int, seconds: float = 2.0) -> Path:
 
 
 def extract(root: Path, cache: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "asc.cli", "extract", str(root), "--kind", "folder", "--cache", str(cache),
+    cmd = [sys.executable, "-m", "asc", "extract", str(root), "--kind", "folder", "--cache", str(cache),
            "--workers", "1", "--no-progress", *SET, *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -48,7 +49,7 @@ def test_feature_spec_matches_the_training_config():
     from hydra import compose, initialize_config_dir
 
     from asc.config import settings
-    from asc.features import FeatureSpec
+    from asc.data.features import FeatureSpec
 
     with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["features=mel", "features.sample_rate=32000"])
@@ -103,7 +104,7 @@ def test_two_builders_make_one_cache_without_duplicate_work(tmp_path):
 
 
 def test_extract_cli_reports_and_reruns_as_noop(tmp_path, capsys):
-    from asc.cache import main
+    from asc.cli.extract import main
 
     root = folder(tmp_path / "rec", 4, seconds=0.5)
     main([str(root), "--kind", "folder", "--cache", str(tmp_path / "c"), "--workers", "1", "--no-progress", *SET])

@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from asc.datamodule import DataConfig, SceneDataModule, TensorBatches
-from asc.features import FeatureSpec
+from asc.data.datamodule import DataConfig, SceneDataModule, TensorBatches
+from asc.data.features import FeatureSpec
 
 SR = 16_000
 SPEC = FeatureSpec(sample_rate=SR, n_bins=216)  # top CQT bin 5 kHz < 8 kHz Nyquist
@@ -20,7 +20,7 @@ SCENES3 = ("bus", "park", "street_traffic")
 def recordings(root: Path, seconds: float = 2.0) -> Path:
     """Your own recordings: 3 labels x 4 groups x 2 clips of synthetic scenes, in mixed formats (stereo WAV,
     mono FLAC, some at 22.05 kHz), with ``filename,label,group`` in ``labels.csv``."""
-    from asc.synth import SynthConfig, render_clip
+    from asc.data.synth import SynthConfig, render_clip
 
     cfg = SynthConfig(duration=seconds, sample_rate=SR, channels=2)
     root.mkdir(parents=True)
@@ -66,7 +66,7 @@ def test_tensor_batches_cut_whole_batches():
 
     from torch.utils.data import DataLoader
 
-    from asc.datamodule import as_batch
+    from asc.data.datamodule import as_batch
 
     ds = Counting(x, y)
     got = [b[1].tolist() for b in DataLoader(ds, batch_size=4, shuffle=False, collate_fn=as_batch)]
@@ -121,7 +121,7 @@ def test_folder_dataset_trains_end_to_end(own, tmp_path, monkeypatch):
     import mlflow
     from hydra import compose, initialize_config_dir
 
-    from asc.train import run
+    from asc.runs.train import run
 
     overrides = [
         f"data.root={own}", "data.split=grouped", f"paths.cache={tmp_path / 'cache'}", "data.on_device=true",
@@ -133,7 +133,7 @@ def test_folder_dataset_trains_end_to_end(own, tmp_path, monkeypatch):
     conf = Path(__file__).resolve().parents[1] / "conf"
     with initialize_config_dir(str(conf), version_base="1.3"):
         cfg = compose("config", overrides=["data=folder", *overrides])
-    # mlflow.set_tracking_uri (called by Lightning) exports MLFLOW_TRACKING_URI, which asc.tracking prefers to the
+    # mlflow.set_tracking_uri (called by Lightning) exports MLFLOW_TRACKING_URI, which asc.tracking.store prefers to the
     # config: an earlier run in this process would otherwise redirect this one to its store
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = run(cfg)

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asc.dataset import DatasetError, main, read_folder, read_tau, safe_path, scan_tau
-from asc.scenes import DEV_DIRNAME
+from asc.cli.verify import main
+from asc.data.dataset import DatasetError, read_folder, read_tau, safe_path, scan_tau
+from asc.data.scenes import DEV_DIRNAME
 
 
 @pytest.fixture
 def small_tau(tmp_path):
     """10 clips (one per scene) of 0.5 s at 8 kHz in TAU's layout."""
-    from asc.synth import SynthConfig, generate
+    from asc.data.synth import SynthConfig, generate
 
     cfg = SynthConfig(cities=("lyon",), locations_per_city=1, segments_per_location=1, duration=0.5, sample_rate=8000)
     return generate(tmp_path / DEV_DIRNAME, cfg, workers=1, progress=False)
@@ -76,7 +77,7 @@ def test_layout_problems_are_all_reported(small_tau, capsys):
 
 def test_extra_files_only_warn(small_tau, caplog):
     shutil.copy(next((small_tau / "audio").glob("*.wav")), small_tau / "audio" / "stray.wav")
-    with caplog.at_level(logging.WARNING, logger="asc.dataset"):
+    with caplog.at_level(logging.WARNING, logger="asc.data.dataset"):
         df = read_tau(small_tau)
     assert len(df) == 10
     assert "1 extra audio file(s) not listed in the metadata (ignored)" in caplog.text and "stray.wav" in caplog.text

@@ -14,8 +14,9 @@ from urllib.parse import unquote
 
 import pytest
 
-from asc.dataset import read_tau
-from asc.download import DEV_DIRNAME, RECORD, DownloadError, download, main, parse_record
+from asc.data.dataset import read_tau
+from asc.cli.download import main
+from asc.data.download import DEV_DIRNAME, RECORD, DownloadError, download, parse_record
 
 
 def _zip(files: dict[str, bytes]) -> bytes:
@@ -29,7 +30,7 @@ def _zip(files: dict[str, bytes]) -> bytes:
 @pytest.fixture(scope="module")
 def archives(tmp_path_factory) -> dict[str, bytes]:
     """Zenodo's 2019 archives in miniature: two audio archives, meta and doc, all under DEV_DIRNAME/."""
-    from asc.synth import SynthConfig, generate
+    from asc.data.synth import SynthConfig, generate
 
     root = generate(tmp_path_factory.mktemp("src") / DEV_DIRNAME,
                     SynthConfig(cities=("lyon",), locations_per_city=1, segments_per_location=1, duration=0.5,
@@ -191,7 +192,7 @@ def test_offline_fails_fast_naming_record_and_layout(tmp_path, capsys):
 
 
 def test_member_outside_the_folder_is_refused(tmp_path):
-    from asc.download import unpack
+    from asc.data.download import unpack
 
     evil = tmp_path / "evil.zip"
     evil.write_bytes(_zip({"../../escape.txt": b"x"}))

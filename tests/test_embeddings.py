@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asc import augment
-from asc.embeddings import EmbeddingCacheConfig, EmbeddingLoader, build_or_load, train_starts, training_views
-from asc.module import SceneClassifier
+from asc.data import augment
+from asc.model.embeddings import EmbeddingCacheConfig, EmbeddingLoader, build_or_load, train_starts, training_views
+from asc.model.module import SceneClassifier
 
 W, S, FRAMES = 20, 32, 50  # window frames, network input side, image width
 
@@ -89,7 +89,7 @@ def test_jobs_needing_one_entry_at_once_compute_it_once(tmp_path, monkeypatch):
     import threading
     import time
 
-    from asc import embeddings
+    from asc.model import embeddings
 
     compute = embeddings._compute
 
@@ -152,7 +152,7 @@ def test_grouped_loader_serves_the_same_batches_in_the_same_order():
 def _fit_head(steps_per_call: int, epochs: int = 2) -> tuple[SceneClassifier, dict[str, float], int]:
     import lightning as L
 
-    from asc.embeddings import EmbeddingData
+    from asc.model.embeddings import EmbeddingData
 
     torch.manual_seed(0)
     model = dict(backbone="small_cnn", pretrained=False, freeze=True, channels=(4, 8), hidden=(16,), dropout=0.5)

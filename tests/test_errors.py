@@ -3,7 +3,7 @@
 
 import pytest
 
-from asc.dataset import DatasetError, read_tau, safe_path
+from asc.data.dataset import DatasetError, read_tau, safe_path
 
 
 def test_missing_dataset_folder(tmp_path):
@@ -26,7 +26,7 @@ def test_file_names_cannot_escape_the_dataset_folder(tmp_path):
 
 @pytest.mark.parametrize("mask", ["1.0", "-0.1", "1.5"])
 def test_mask_outside_0_1(compose, mask):
-    from asc.train import run
+    from asc.runs.train import run
 
     with pytest.raises(ValueError, match=rf"mask={mask}"):
         run(compose(f"mask={mask}"))
@@ -34,7 +34,7 @@ def test_mask_outside_0_1(compose, mask):
 
 def test_unknown_setting_in_a_group(compose):
     from asc.config import settings
-    from asc.features import FeatureSpec
+    from asc.data.features import FeatureSpec
 
     cfg = compose("+features.nbins=3")
     with pytest.raises(ValueError, match=r"features: unknown setting\(s\) \['nbins'\]"):

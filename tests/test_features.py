@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asc.features import FeatureSpec, emphasis, emphasis_coefficient, frame_minmax_uint8, image_from_audio, image_from_file
+from asc.data.features import FeatureSpec, emphasis, emphasis_coefficient, frame_minmax_uint8, image_from_audio, image_from_file
 
 
 def test_emphasis_coefficient_is_the_references_097_at_48k():

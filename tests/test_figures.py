@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asc.figures import FIGURES, augmented_sample, main, make_figures
+from asc.cli.figures import main
+from asc.data.figures import FIGURES, augmented_sample, make_figures
 
 
 def clip(path, seconds: float = 3.0, sr: int = 44_100):

@@ -3,7 +3,7 @@ from urllib.error import URLError
 import pytest
 import torch
 
-from asc.model import PretrainedWeightsError, SceneNet, load_vgg16, vgg16_weights_file
+from asc.model.networks import PretrainedWeightsError, SceneNet, load_vgg16, vgg16_weights_file
 
 
 def test_vgg16_backbone_is_frozen_and_head_is_the_papers():

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asc.audio import AudioError
-from asc.features import FeatureSpec, image_from_audio
-from asc.predict import (
-    ModelError, Predictor, image_from_long_audio, load_predictor, main, pcm_to_float, slide_starts, stream,
-)
+from asc.data.audio import AudioError
+from asc.data.features import FeatureSpec, image_from_audio
+from asc.cli.predict import main
+from asc.inference.predictor import ModelError, Predictor, image_from_long_audio, slide_starts
+from asc.inference.sources import load_predictor
+from asc.inference.stream import pcm_to_float, stream
 
 CLASSES = ["bus", "metro", "park"]
 WINDOW = 1.0  # s: 47 frames at 48 kHz, hop 1024
@@ -39,7 +40,7 @@ def write_checkpoint(path: Path, features: dict | None) -> Path:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from asc.module import SceneClassifier
+    from asc.model.module import SceneClassifier
 
     torch.manual_seed(0)
     spec = FeatureSpec()
@@ -201,7 +202,7 @@ def test_stream_mode_from_a_subprocess_pipe(ckpt):
     rate, seconds = 16_000, 3.0
     pcm = (tone_noise(seconds, rate, channels=2) * 32767).astype("<i2").tobytes()
     proc = subprocess.run(
-        [sys.executable, "-m", "asc.cli", "predict", "-m", str(ckpt), "-", "--rate", str(rate), "--channels", "2",
+        [sys.executable, "-m", "asc", "predict", "-m", str(ckpt), "-", "--rate", str(rate), "--channels", "2",
          "--hop", "0.5", "--smooth", "2"],
         input=pcm, capture_output=True, timeout=300,
     )
@@ -257,9 +258,10 @@ def test_packaged_model_register_and_load(ckpt, tmp_path, monkeypatch):
     """The pyfunc (signature, input example) logs, registers under a name and loads as models:/name/version."""
     import mlflow
 
-    from asc.packaging import best_run, register, using_store
-    from asc.packaging import log_model as log_pyfunc
-    from asc.packaging import main as register_main
+    from asc.cli.register import main as register_main
+    from asc.tracking.packaging import MODEL_NAME
+    from asc.tracking.packaging import log_model as log_pyfunc
+    from asc.tracking.store import TrackingStore
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri)
@@ -268,8 +270,9 @@ def test_packaged_model_register_and_load(ckpt, tmp_path, monkeypatch):
     client.log_metric(run_id, "best_val/acc", 0.5)
     client.set_terminated(run_id)
     image = image_from_audio(tone_noise(CLIP, 48_000)[:, 0], FeatureSpec())[None]
-    model_uri = log_pyfunc(run_id, uri, ckpt, image)
-    with using_store(uri):
+    store = TrackingStore(uri, explicit=True)
+    model_uri = log_pyfunc(store, run_id, ckpt, image)
+    with store.fluent():
         model = mlflow.pyfunc.load_model(model_uri)
     sig = model.metadata.signature
     assert sig.inputs.inputs[0].shape == (-1, 256, -1) and sig.outputs.input_names() == CLASSES
@@ -279,10 +282,10 @@ def test_packaged_model_register_and_load(ckpt, tmp_path, monkeypatch):
     expected = Predictor.from_checkpoint(ckpt).predict_image(image[0]).mean
     np.testing.assert_allclose(probs.iloc[0].to_numpy(), expected, atol=1e-5)
 
-    assert best_run("t", tracking_uri=uri) == run_id
+    assert store.best_run("t") == run_id
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     register_main(["--best", "t", "scenes"])
-    assert int(register(run_id, "scenes", uri).version) == 2
+    assert int(store.register(run_id, MODEL_NAME, "scenes").version) == 2
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     p = load_predictor("models:/scenes/1", uri)
     assert p.class_names == CLASSES and p.spec == FeatureSpec()

@@ -15,9 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_train_then_predict_from_the_run_and_the_registry(tmp_path, monkeypatch, capsys):
     from hydra import compose, initialize_config_dir
 
-    from asc.packaging import main as register_main
-    from asc.predict import main as predict_main
-    from asc.train import run
+    from asc.cli.register import main as register_main
+    from asc.cli.predict import main as predict_main
+    from asc.runs.train import run
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

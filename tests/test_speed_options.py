@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asc import augment
-from asc.module import SceneClassifier
+from asc.data import augment
+from asc.model.module import SceneClassifier
 
 
 @pytest.mark.parametrize("shape", [(3, 256, 141), (3, 256, 328), (2, 40, 30)])
@@ -63,7 +63,7 @@ def test_inputs_must_be_images_or_embeddings():
 def _run(tmp_path, tiny_tau, monkeypatch, *overrides):
     from hydra import compose, initialize_config_dir
 
-    from asc.train import run
+    from asc.runs.train import run
     from conftest import REPO, TINY_OVERRIDES
 
     paths = [
@@ -74,7 +74,7 @@ def _run(tmp_path, tiny_tau, monkeypatch, *overrides):
     ]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[*TINY_OVERRIDES, *paths, *overrides])
-    # mlflow exports MLFLOW_TRACKING_URI, which asc.tracking prefers to the config: set it here, so that
+    # mlflow exports MLFLOW_TRACKING_URI, which asc.tracking.store prefers to the config: set it here, so that
     # monkeypatch takes it away again after the test (later runs, subprocesses too, would log into this store)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     return run(cfg)

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from asc.dataset import read_tau
-from asc.scenes import CITIES, SCENES
-from asc.splits import PARTS, check_classes, leakage, make_split
+from asc.data.dataset import read_tau
+from asc.data.scenes import CITIES, SCENES
+from asc.data.splits import PARTS, check_classes, leakage, make_split
 
 
 def tau_like(seed: int = 0) -> pd.DataFrame:

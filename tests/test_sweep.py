@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from asc import published
-from asc.report import aggregate, best_cell, best_cell_section, grid_tables, job_status, latest_finished, with_published
-from asc.sweep import NOT_SCIENCE, config_hash, expected_jobs, sweep_identity, sweep_overrides
+from asc.runs import published
+from asc.runs.report import aggregate, best_cell, best_cell_section, grid_tables, job_status, latest_finished, with_published
+from asc.runs.identity import NOT_SCIENCE, config_hash
+from asc.runs.sweep import expected_jobs, sweep_identity, sweep_overrides
 from conftest import REPO
 
 
@@ -172,7 +173,7 @@ def test_the_grid_command_and_paper_grid_make_27_jobs():
     assert (f.kind, f.sample_rate, f.emphasis_alpha, f.hop_length, f.fmin, f.n_bins, f.bins_per_octave, f.magnitude) == (
         "cqt", 48000, 1485.0, 1024, 10.0, 256, 24, True)
     assert (t.patience, t.precision) == (10, "32-true") and t.max_epochs >= 100
-    assert cfg.hydra.callbacks.sweep._target_ == "asc.sweep.SweepCallback"
+    assert cfg.hydra.callbacks.sweep._target_ == "asc.runs.sweep.SweepCallback"
 
 
 def test_sweep_identity_ignores_launcher_and_paths():
@@ -212,7 +213,7 @@ def test_slurm_launcher_composes_into_a_valid_submitit_job(tmp_path, monkeypatch
 
 
 def test_report_names_a_folder_that_is_not_a_sweep(tmp_path, capsys):
-    from asc.report import main
+    from asc.cli.report import main
 
     with pytest.raises(SystemExit) as exit_:
         main([str(tmp_path)])

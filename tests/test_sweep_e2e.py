@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from asc.tracking import run_name
+from asc.runs.train import run_name
 from conftest import REPO, TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
@@ -79,12 +79,12 @@ class Store:
 
     def parents(self) -> list:
         exp = self.client.get_experiment_by_name("asc-demo")
-        return self.client.search_runs([exp.experiment_id], "tags.`asc.role` = 'sweep'")
+        return self.client.search_runs([exp.experiment_id], "tags.`asc.parent` = 'sweep'")
 
     def children(self, parent_id: str) -> list:
-        from asc.sweep import children
+        from asc.tracking.store import TrackingStore
 
-        return children(self.client, parent_id)
+        return TrackingStore(self.uri, explicit=True).children(parent_id)
 
 
 def check(proc: subprocess.CompletedProcess, ok: bool = True) -> str:
@@ -171,7 +171,7 @@ def test_rerun_skips_exactly_the_finished_jobs_also_under_joblib(store):
 
 
 def test_report_after_a_failed_job(store, capsys, tmp_path, monkeypatch):
-    from asc.report import main
+    from asc.cli.report import main
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     # window=9 s is longer than the 4 s clips: that job raises; Hydra then skips on_multirun_end

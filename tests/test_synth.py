@@ -1,9 +1,9 @@
 import numpy as np
 import soundfile as sf
 
-from asc.dataset import read_tau
-from asc.scenes import SCENES
-from asc.synth import SynthConfig, clip_names, render_clip
+from asc.data.dataset import read_tau
+from asc.data.scenes import SCENES
+from asc.data.synth import SynthConfig, clip_names, render_clip
 
 
 def test_tau_layout_and_format(tiny_tau):

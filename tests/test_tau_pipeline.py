@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from asc.scenes import DEV_DIRNAME
+from asc.data.scenes import DEV_DIRNAME
 
 
 @pytest.mark.slow
@@ -17,14 +17,14 @@ def test_download_verify_extract_train(tmp_path, capsys, monkeypatch):
     from hydra import compose, initialize_config_dir
     from test_download import Zenodo, _zip
 
-    from asc.cache import main as extract
-    from asc.dataset import main as verify
-    from asc.dataset import read_tau
-    from asc.download import RECORD
-    from asc.download import main as download
-    from asc.splits import leakage, make_split
-    from asc.synth import SynthConfig, generate
-    from asc.train import run
+    from asc.cli.extract import main as extract
+    from asc.cli.verify import main as verify
+    from asc.data.dataset import read_tau
+    from asc.data.download import RECORD
+    from asc.cli.download import main as download
+    from asc.data.splits import leakage, make_split
+    from asc.data.synth import SynthConfig, generate
+    from asc.runs.train import run
 
     # Zenodo's archives, in miniature: 10 scenes x 1 city x 3 locations x 2 segments, 1 s each
     src = generate(tmp_path / "src" / DEV_DIRNAME,
@@ -66,7 +66,7 @@ def test_download_verify_extract_train(tmp_path, capsys, monkeypatch):
             "model=small_cnn", "model.image_size=64", "trainer.max_epochs=1", "window=0.5", "progress=false",
             f"logger.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", f"logger.artifacts={tmp_path / 'art'}",
         ])
-    # mlflow.set_tracking_uri (called by Lightning) exports MLFLOW_TRACKING_URI, which asc.tracking prefers to the
+    # mlflow.set_tracking_uri (called by Lightning) exports MLFLOW_TRACKING_URI, which asc.tracking.store prefers to the
     # config: an earlier run in this process would otherwise redirect this one to its store
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = run(cfg)

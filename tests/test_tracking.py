@@ -8,17 +8,17 @@ from contextlib import nullcontext
 
 import pytest
 
-from asc.tracking import schema_lock
+from asc.tracking.store import schema_lock
 
 OPEN_AT = textwrap.dedent(
     """
     import sys, time
-    from asc.tracking import open_store
-    from asc.tune import make_storage
+    from asc.runs.tune import make_storage
+    from asc.tracking.store import TrackingStore
     mlflow_uri, optuna_url, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
     while time.time() < start:
         time.sleep(0.001)
-    open_store(mlflow_uri)
+    TrackingStore(mlflow_uri, explicit=True).client
     make_storage(optuna_url)
     """
 )

@@ -20,7 +20,7 @@ SPACE = [
 
 
 def _tune(work, *overrides, check=True):
-    cmd = [sys.executable, "-m", "asc.tune", *TINY_OVERRIDES, *SPACE, *overrides]
+    cmd = [sys.executable, "-m", "asc", "tune", *TINY_OVERRIDES, *SPACE, *overrides]
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=900)
     if check:
         assert proc.returncode == 0, proc.stderr[-4000:]
@@ -50,10 +50,10 @@ def test_study_prunes_resumes_and_is_tracked(tmp_path):
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("asc-demo")
     runs = client.search_runs([exp.experiment_id], max_results=200)
-    parents = [r for r in runs if r.data.tags.get("kind") == "study"]
+    parents = [r for r in runs if r.data.tags.get("asc.parent") == "study"]
     assert len(parents) == 1  # the resumed study kept its parent run
     parent = parents[0].info.run_id
-    trials = [r for r in runs if r.data.tags.get("kind") == "trial"]
+    trials = [r for r in runs if "optuna.trial" in r.data.tags]
     assert len(trials) == 4 and all(r.data.tags["mlflow.parentRunId"] == parent for r in trials)
     by_state = {r.data.tags["optuna.state"] for r in trials}
     assert {"PRUNED", "COMPLETE"} <= by_state
@@ -73,7 +73,7 @@ def test_study_prunes_resumes_and_is_tracked(tmp_path):
 def test_two_workers_share_one_storage(tmp_path):
     import optuna
 
-    cmd = [sys.executable, "-m", "asc.tune", *TINY_OVERRIDES, *SPACE, "tune.n_trials=3", "tune.retrain=false",
+    cmd = [sys.executable, "-m", "asc", "tune", *TINY_OVERRIDES, *SPACE, "tune.n_trials=3", "tune.retrain=false",
            "tune.pruner.name=none", "trainer.max_epochs=1", "tune.study_name=shared"]
     workers = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for w in workers:
@@ -98,7 +98,7 @@ def test_bad_search_setup_fails_before_any_trial(compose, override, message, tmp
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from asc.tune import TuneConfigError, tune
+    from asc.runs.tune import TuneConfigError, tune
 
     monkeypatch.chdir(tmp_path)
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):

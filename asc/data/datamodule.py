@@ -21,10 +21,10 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from asc.cache import FeatureCache
-from asc.dataset import read_folder, read_tau, safe_path
-from asc.features import FeatureSpec
-from asc.splits import PARTS, check_classes, leakage, make_split
+from asc.data.cache import FeatureCache
+from asc.data.dataset import read_folder, read_tau, safe_path
+from asc.data.features import FeatureSpec
+from asc.data.splits import PARTS, check_classes, leakage, make_split
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,8 @@ class SceneDataModule(L.LightningDataModule):
         self.root = Path(data.root)
         self.class_names: list[str] = []
         self.split_sizes: dict[str, int] = {}
-        self.leakage: float = 0.0
+        self.leakage: float = 0.0  # share of test clips whose recording location is also in training
+        self.leakage_val: float = 0.0  # the same for validation clips (model selection uses them)
         self.skipped: int = 0
         self._parts: dict[str, TensorBatches] = {}
         self._prepared = False
@@ -116,7 +117,7 @@ class SceneDataModule(L.LightningDataModule):
         if self._prepared:  # Lightning calls it again for fit and test
             return
         if self.cfg.synthetic is not None and not (self.root / "meta.csv").exists():
-            from asc.synth import SynthConfig, generate
+            from asc.data.synth import SynthConfig, generate
 
             settings = dict(self.cfg.synthetic)
             settings["cities"] = tuple(settings.get("cities", SynthConfig.cities))
@@ -158,6 +159,7 @@ class SceneDataModule(L.LightningDataModule):
             log.warning("clips differ in length (%d to %d frames); all images are cut to %d", width, widths.max(), width)
         self.class_names = sorted(df["label"].unique())
         self.leakage = leakage(df, df["part"])
+        self.leakage_val = leakage(df, df["part"], "val")
         index = {name: i for i, name in enumerate(self.class_names)}
         for part in PARTS:
             rows = np.flatnonzero((df["part"] == part).to_numpy())
@@ -165,7 +167,8 @@ class SceneDataModule(L.LightningDataModule):
             labels = torch.tensor([index[x] for x in df["label"].iloc[rows]], dtype=torch.long)
             self._parts[part] = TensorBatches(torch.from_numpy(images), labels)
             self.split_sizes[part] = len(rows)
-        log.info("split %s: %s, leakage %.3f", self.cfg.split, self.split_sizes, self.leakage)
+        log.info("split %s: %s, leakage %.3f (validation %.3f)", self.cfg.split, self.split_sizes, self.leakage,
+                 self.leakage_val)
 
     def _device(self) -> torch.device:
         """Where the tensors live: the trainer's device with ``data.on_device``, else the CPU."""

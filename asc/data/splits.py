@@ -142,10 +142,11 @@ def make_split(
     raise ValueError(f"data.split: {name!r} is not one of {list(SPLITS)}")
 
 
-def leakage(df: pd.DataFrame, part: pd.Series) -> float:
-    """Share of test clips whose recording location also appears in training (0 for a clean split)."""
+def leakage(df: pd.DataFrame, part: pd.Series, held_out: str = "test") -> float:
+    """Share of ``held_out`` clips (test, or val) whose recording location also appears in training (0 for a clean
+    split)."""
     train_locations = set(df.loc[part == "train", "location"])
-    test = df.loc[part == "test", "location"]
+    test = df.loc[part == held_out, "location"]
     return float(test.isin(train_locations).mean()) if len(test) else 0.0
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asc.features import FeatureSpec, image_from_file
+from asc.data.features import FeatureSpec, image_from_file
 from asc.files import atomic_save_npy, atomic_write_text, exclusive
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class FeatureCache:
 
     def missing(self, files: Sequence[Path], names: Sequence[str]) -> list[tuple[Path, Path]]:
         """``(audio, entry)`` for every file whose entry is not in the cache."""
-        from asc.audio import AudioError
+        from asc.data.audio import AudioError
 
         todo = []
         for audio, name in zip(files, names, strict=True):
@@ -130,7 +130,7 @@ class FeatureCache:
                     log.warning("skipped %s", error)
                     report.skipped.append((str(audio), error))
                 else:
-                    from asc.audio import AudioError
+                    from asc.data.audio import AudioError
 
                     raise AudioError(error)
 
@@ -179,63 +179,3 @@ def _extract_one(audio: Path, dst: Path, spec: FeatureSpec) -> tuple[Path, str |
         return audio, msg if str(audio) in msg else f"{audio}: {msg}"
     atomic_save_npy(dst, image)
     return audio, None
-
-
-# -- asc extract ---------------------------------------------------------------------------------------------
-def feature_spec(name: str, overrides: Sequence[str] = ()) -> FeatureSpec:
-    """The settings of ``conf/features/<name>.yaml`` (or of a YAML file ``name``), with ``key=value`` overrides:
-    the same :class:`FeatureSpec` -- and so the same cache folder -- a training run with ``features=<name>`` uses."""
-    from omegaconf import OmegaConf
-
-    from asc.config import settings
-
-    path = Path(name)
-    if path.suffix not in (".yaml", ".yml"):
-        path = Path(__file__).resolve().parents[1] / "conf" / "features" / f"{name}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"features: {path} not found (give cqt, mel or a YAML file)")
-    cfg = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
-    return settings(FeatureSpec, cfg, "features")
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    from joblib import cpu_count
-
-    from asc.dataset import add_dataset_arguments, read_folder, read_tau, safe_path
-
-    p = argparse.ArgumentParser(
-        prog="asc extract",
-        description="Compute the spectrogram image of every clip of a dataset into the feature cache, on all cores, "
-                    "with progress and ETA. Resumable: rerun after a kill and only missing entries are computed. "
-                    "Training finds the same entries (same features settings, same --cache as paths.cache).",
-    )
-    add_dataset_arguments(p)
-    p.add_argument("--features", default="cqt", help="cqt (the paper's), mel, or a YAML file (default: cqt)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="feature settings to override, e.g. --set sample_rate=32000")
-    p.add_argument("--cache", default="cache", help="cache folder, as paths.cache in training (default: cache)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: every usable core)")
-    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
-                   help="a bad audio file stops the run (raise, default) or is skipped with a warning (skip)")
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    spec = feature_spec(a.features, a.set)
-    df = read_tau(a.root) if a.kind == "tau" else read_folder(a.root, a.labels_csv)
-    files = [safe_path(a.root, name) for name in df["filename"]]
-    cache = FeatureCache(a.cache, spec)
-    workers = a.workers or cpu_count()
-    start = time.perf_counter()
-    report = cache.build(files, list(df["filename"]), workers, a.on_error, progress=not a.no_progress)
-    seconds = time.perf_counter() - start
-    size = sum(f.stat().st_size for f in cache.dir.glob("*.npy"))
-    rate = report.computed / seconds if report.computed else 0.0
-    print(f"{cache.dir}: {report.computed} computed, {report.cached} already cached, {len(report.skipped)} skipped; "
-          f"{size / 2**20:.1f} MiB in the cache")
-    if report.computed:
-        print(f"{seconds:.1f} s, {rate:.2f} clips/s on {min(workers, report.computed)} worker(s) "
-              f"({rate / min(workers, report.computed):.3f} clips/s per worker)")
-    for _, error in report.skipped:
-        print(f"skipped {error}")

@@ -2,7 +2,7 @@
 
 Faithful to the reference implementation (see ``paper.md`` facts in the README):
 
-1. mono mix-down (done by :func:`asc.audio.load_mono`);
+1. mono mix-down (done by :func:`asc.data.audio.load_mono`);
 2. emphasis filter ``y[n] = (x[n] - a x[n-1]) / (1 - a)`` with ``a = sr / (sr + alpha)`` and the first
    sample taken against ``x[-1] = 2 x[0] - x[1]`` (alpha = 1485 Hz gives the reference's a = 0.97 at 48 kHz);
 3. ``librosa.cqt`` (fmin 10 Hz, 256 bins, 24 per octave, hop 1024, librosa's other defaults);
@@ -154,11 +154,11 @@ def image_from_audio(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
 
 def image_from_file(path: str | Path, spec: FeatureSpec) -> np.ndarray:
     """Read ``path`` (mono mix-down, resampled to ``spec.sample_rate``) and compute its image."""
-    from asc.audio import load_mono
+    from asc.data.audio import load_mono
 
     y, _ = load_mono(path, sr=spec.sample_rate, resample=spec.resample, channels=spec.channels)
     if y.size < spec.hop_length:
-        from asc.audio import AudioError
+        from asc.data.audio import AudioError
 
         raise AudioError(f"{path}: only {y.size} samples, shorter than one hop ({spec.hop_length})")
     return image_from_audio(y, spec)

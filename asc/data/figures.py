@@ -7,11 +7,11 @@ For one audio file, PNGs of
 3. ``cqt-emphasis``: the same after the emphasis filter (dB) -- the low-frequency rumble drops, the highs rise;
 4. ``image``: the 8-bit network input (per-frame min-max to 0..255);
 5. ``augmented``: one training sample: a random time window resized to the network's square input and a masked
-   frequency band (mid-grey), drawn with :mod:`asc.augment` exactly as training does;
+   frequency band (mid-grey), drawn with :mod:`asc.data.augment` exactly as training does;
 
 and optionally ``emphasis.wav``, the emphasised audio (peak-normalised), to listen to. Time axes are in seconds,
 frequency axes in Hz on the transform's own scale (log for constant-Q, mel for mel), colour bars in dB (or 8-bit
-levels). Every spectrogram comes from :func:`asc.features.spectrogram_db`, the function training uses.
+levels). Every spectrogram comes from :func:`asc.data.features.spectrogram_db`, the function training uses.
 
     asc figures recording.wav --out figures/ --wav
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asc.features import FeatureSpec, emphasis, frame_minmax_uint8, spectrogram_db
+from asc.data.features import FeatureSpec, emphasis, frame_minmax_uint8, spectrogram_db
 
 FIGURES = ("mel", "cqt", "cqt-emphasis", "image", "augmented")
 
@@ -78,13 +78,13 @@ def _spectrogram_png(
 def augmented_sample(image: np.ndarray, width: int, size: int, mask: float, seed: int = 0) -> tuple[np.ndarray, int]:
     """One training input before normalisation: ``uint8 [H, W]`` -> float ``[size, size]`` (0..255), and its start.
 
-    The window position and the band come from :mod:`asc.augment` with torch's generator seeded by ``seed``.
+    The window position and the band come from :mod:`asc.data.augment` with torch's generator seeded by ``seed``.
     Among the first 20 draws, the first whose band covers at least half of ``mask`` is kept, so the figure
     shows a visible mask (the draw is otherwise what training does).
     """
     import torch
 
-    from asc import augment
+    from asc.data import augment
 
     torch.manual_seed(seed)
     x = torch.from_numpy(np.ascontiguousarray(image)).unsqueeze(0)
@@ -122,7 +122,7 @@ def make_figures(
     matplotlib.use("Agg")
     import soundfile as sf
 
-    from asc.audio import AudioError, load_mono
+    from asc.data.audio import AudioError, load_mono
 
     spec = spec or FeatureSpec()
     out = Path(out)
@@ -155,7 +155,7 @@ def make_figures(
     )
 
     db = S if spec == emph else spectrogram_db(y, spec)
-    image = np.ascontiguousarray(frame_minmax_uint8(db)[::-1])  # = asc.features.image_from_audio(y, spec)
+    image = np.ascontiguousarray(frame_minmax_uint8(db)[::-1])  # = asc.data.features.image_from_audio(y, spec)
     files["image"] = _spectrogram_png(
         image[::-1].astype(np.float32), spec, f"8-bit network input ({image.shape[0]} x {image.shape[1]})",
         out / f"{stem}-image.png", cmap="gray", label="8-bit level", dpi=dpi,
@@ -195,36 +195,3 @@ def _augmented_png(
     ax.set(title=f"training sample: {width * t:.2f} s window, band mask up to {mask:.0%}\n"
                  f"(resized to {size} x {size})", xlabel="time (s)", ylabel="frequency (Hz)")
     return _save(fig, path, dpi)
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="asc figures", description="Write the paper's figures for an audio file as PNGs.")
-    p.add_argument("file", type=Path, help="audio file (WAV/FLAC/OGG/MP3, any rate; resampled to the features' rate)")
-    p.add_argument("--out", type=Path, default=Path("outputs/figures"), help="output folder (default: outputs/figures/)")
-    p.add_argument("--features", default="cqt", help="network input features: conf/features NAME or YAML (default: cqt)")
-    p.add_argument("--window", type=float, default=5.0, help="time window of the training sample, s (default: 5)")
-    p.add_argument("--mask", type=float, default=0.1, help="largest masked band, fraction of the height (default: 0.1)")
-    p.add_argument("--size", type=int, default=224, help="network input side, px (default: 224)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the training sample's window and mask (default: 0)")
-    p.add_argument("--offset", type=float, default=0.0, help="start at this many seconds into the file")
-    p.add_argument("--duration", type=float, help="use only this many seconds (default: to the end)")
-    p.add_argument("--dpi", type=int, default=DPI, help=f"PNG resolution (default: {DPI})")
-    p.add_argument("--wav", action="store_true", help="also write the emphasised audio as <stem>-emphasis.wav")
-    a = p.parse_args(argv)
-    import warnings
-
-
-    from asc.audio import AudioError
-    from asc.config import group_file, settings
-
-    warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)  # librosa's CQT, short clips
-    try:
-        spec = settings(FeatureSpec, group_file("features", a.features), "features")
-        if not 0 <= a.mask < 1 or a.window <= 0 or a.size < 8:
-            raise ValueError("--mask must be in [0, 1), --window positive and --size at least 8")
-        files = make_figures(a.file, a.out, spec, a.window, a.mask, a.size, a.seed, a.wav, a.offset, a.duration, a.dpi)
-    except (AudioError, ValueError) as err:
-        print(f"asc figures: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    for name, path in files.items():
-        print(f"{name:<13} {path}")

@@ -14,28 +14,34 @@ parent run's ``summary/`` artifacts:
 - ``heatmap.png`` (the grid), ``confusion/<cell>.csv|png`` (each cell's mean confusion matrix over seeds).
 
 The parent run also gets metrics ``cell/window_<w>_mask_<m>/{val,test}_acc_{mean,std}`` and ``.../n``.
+
+Compared only where that means something: when every run is the paper's setup (tag ``faithful=true``, see
+:func:`asc.runs.identity.paper_differences`) the published values are a target and the report shows the
+difference; for synthetic data, another backbone, the embedding cache or any other change it says so at the
+top and shows the published numbers as context, without a difference to beat.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 import math
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-from asc import published
+from asc.runs import published
+from asc.tracking.confusion import plot_confusion
+from asc.tracking.store import TrackingError, TrackingStore
 
 log = logging.getLogger(__name__)
 
 RUN_COLUMNS = ["run_id", "run_name", "status", "start_time", "window", "mask", "seed", "config_hash",
-               "settings_hash", "cell", "val_acc", "test_acc"]
+               "settings_hash", "cell", "faithful", "not_faithful", "val_acc", "test_acc"]
 
 
 # -- aggregation (pure) ---------------------------------------------------------------------------------------
@@ -76,14 +82,28 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols).sort_values(["window", "mask"], kind="stable").reset_index(drop=True)
 
 
-def with_published(cells: pd.DataFrame) -> pd.DataFrame:
-    """Add the published validation accuracy (%) of each cell and this sweep's difference to it (percent points)."""
+def with_published(cells: pd.DataFrame, comparable: bool = True) -> pd.DataFrame:
+    """Add the published validation accuracy (%) of each cell and, when the runs are the paper's setup
+    (``comparable``), this sweep's difference to it in percent points (NaN otherwise)."""
     cells = cells.copy()
     pub = [published.val_acc(w, m) for w, m in zip(cells["window"], cells["mask"], strict=True)]
     cells["published_val_acc_mean"] = [p[0] if p else math.nan for p in pub]
     cells["published_val_acc_std"] = [p[1] if p else math.nan for p in pub]
-    cells["val_acc_diff"] = cells["val_acc_mean"] - cells["published_val_acc_mean"]
+    cells["val_acc_diff"] = cells["val_acc_mean"] - cells["published_val_acc_mean"] if comparable else math.nan
     return cells
+
+
+def setup_section(runs: pd.DataFrame) -> tuple[str, bool]:
+    """Whether the finished runs are the paper's setup (so the published table is a target), said in a line."""
+    if runs.empty:
+        return "", True
+    off = runs[runs["faithful"] != "true"]
+    if off.empty:
+        return "Setup: the paper's (every run tagged faithful=true): the published values are the target.", True
+    reasons = sorted({why for text in off["not_faithful"] for why in str(text).split("; ") if why})
+    shown = "; ".join(reasons[:6]) + (f"; … ({len(reasons) - 6} more)" if len(reasons) > 6 else "")
+    return ("**Not the paper's setup** — the published numbers are shown as context, not as a difference to beat "
+            f"({len(off)} of {len(runs)} run(s) differ: {shown or 'runs made before asc tagged faithfulness'})."), False
 
 
 def best_cell(cells: pd.DataFrame) -> pd.Series | None:
@@ -130,14 +150,14 @@ def grid_tables(cells: pd.DataFrame) -> str:
                 val_row.append(f"not run · {pub_text}")
                 test_row.append("not run")
                 continue
-            diff = f" · Δ {r.val_acc_diff:+.1f}" if not math.isnan(r.val_acc_diff) else ""
+            diff = f" · Δ {r.val_acc_diff:+.1f}" if not math.isnan(r.val_acc_diff) else " (context)" if pub else ""
             val_row.append(f"**{mean_std(r.val_acc_mean, r.val_acc_std, r.n)}** · {pub_text}{diff}")
             test_row.append(mean_std(r.test_acc_mean, r.test_acc_std, r.n))
         val_rows.append(val_row)
         test_rows.append(test_row)
     return "\n\n".join([
         "Validation accuracy (%), mean ± sample std over seeds: **this sweep** · published (Schuchardt 2019) · "
-        "difference in percent points",
+        "difference in percent points (only for the paper's setup)",
         markdown_table(header, val_rows),
         "Test accuracy (%), mean ± sample std over seeds (the paper published the test result of one cell only)",
         markdown_table(header, test_rows),
@@ -155,15 +175,17 @@ def recall(cm: np.ndarray) -> np.ndarray:
     return 100 * np.diag(cm) / np.clip(cm.sum(1), 1e-12, None)
 
 
-def best_cell_section(best: pd.Series, cm: np.ndarray | None, classes: list[str] | None) -> tuple[str, pd.DataFrame]:
-    """The best cell next to the published 69.7 % and its confusion matrix; and the per-class table."""
+def best_cell_section(best: pd.Series, cm: np.ndarray | None, classes: list[str] | None,
+                      comparable: bool = True) -> tuple[str, pd.DataFrame]:
+    """The best cell next to the published 69.7 % and its confusion matrix; and the per-class table (with the
+    difference only when the runs are the paper's setup)."""
     pw, pm = published.BEST_CELL
     lines = [
         f"Best cell by mean validation accuracy: window {best['window']:g} s, mask {100 * best['mask']:g} % — "
         f"test accuracy **{mean_std(best['test_acc_mean'], best['test_acc_std'])} %** "
         f"(validation {mean_std(best['val_acc_mean'], best['val_acc_std'])} %; n={int(best['n'])}).",
         f"Published ({pw:g} s, mask {100 * pm:g} %): test accuracy **{published.TEST_ACC} %** "
-        f"({published.TEST_CORRECT} of {published.TEST_CLIPS} test clips).",
+        f"({published.TEST_CORRECT} of {published.TEST_CLIPS} test clips)" + ("." if comparable else ", for context."),
     ]
     table = pd.DataFrame(columns=["class", "this_sweep_pct", "published_pct", "diff_pct"])
     if cm is None or classes is None:
@@ -181,13 +203,14 @@ def best_cell_section(best: pd.Series, cm: np.ndarray | None, classes: list[str]
             "this_sweep_pct": list(np.round(ours, 1)) + [round(float(best["test_acc_mean"]), 1)],
             "published_pct": list(np.round(theirs, 1)) + [published.TEST_ACC],
         })
-        table["diff_pct"] = (table["this_sweep_pct"] - table["published_pct"]).round(1)
+        table["diff_pct"] = (table["this_sweep_pct"] - table["published_pct"]).round(1) if comparable else math.nan
+        header = ["class", "this sweep", "published"] + (["Δ"] if comparable else [])
+        rows = [[r["class"], f"{r['this_sweep_pct']:.1f}", f"{r['published_pct']:.1f}"]
+                + ([f"{r['diff_pct']:+.1f}"] if comparable else []) for _, r in table.iterrows()]
         lines += ["Published confusion matrix (test set, rows true, columns predicted):",
                   confusion_markdown(pub_cm, list(published.CLASSES)),
-                  "Per-class test accuracy (%):",
-                  markdown_table(["class", "this sweep", "published", "Δ"],
-                                 [[r["class"], f"{r['this_sweep_pct']:.1f}", f"{r['published_pct']:.1f}",
-                                   f"{r['diff_pct']:+.1f}"] for _, r in table.iterrows()])]
+                  "Per-class test accuracy (%)" + ("" if comparable else ", the published column as context") + ":",
+                  markdown_table(header, rows)]
     else:
         lines.append(f"(The classes differ from the paper's {list(published.CLASSES)}: no per-class comparison.)")
     return "\n\n".join(lines), table
@@ -195,14 +218,10 @@ def best_cell_section(best: pd.Series, cm: np.ndarray | None, classes: list[str]
 
 def heatmap(cells: pd.DataFrame, path: str | Path) -> Path:
     """PNG of the grid: mean validation accuracy (with the published value) and mean test accuracy, in %."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     windows = sorted(set(cells["window"]))
     masks = sorted(set(cells["mask"]))
-    fig, axes = plt.subplots(1, 2, figsize=(4.0 + 2.2 * len(masks), 1.6 + 1.0 * len(windows)))
+    fig = Figure(figsize=(4.0 + 2.2 * len(masks), 1.6 + 1.0 * len(windows)))
+    axes = fig.subplots(1, 2)
     for ax, metric, title in zip(axes, ("val_acc", "test_acc"), ("validation accuracy (%)", "test accuracy (%)"), strict=True):
         grid = np.full((len(windows), len(masks)), np.nan)
         text = [["" for _ in masks] for _ in windows]
@@ -227,17 +246,14 @@ def heatmap(cells: pd.DataFrame, path: str | Path) -> Path:
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
 # -- MLflow ---------------------------------------------------------------------------------------------------
-def collect(client, parent_run_id: str) -> pd.DataFrame:
+def collect(store: TrackingStore, parent_run_id: str) -> pd.DataFrame:
     """The parent run's children as a table (:data:`RUN_COLUMNS`); accuracies as fractions, NaN if not logged."""
-    from asc.sweep import children
-
     rows = []
-    for run in children(client, parent_run_id):
+    for run in store.children(parent_run_id):
         tags, metrics = run.data.tags, run.data.metrics
         if "config_hash" not in tags:
             continue
@@ -246,22 +262,20 @@ def collect(client, parent_run_id: str) -> pd.DataFrame:
             "start_time": run.info.start_time, "window": float(tags["window"]), "mask": float(tags["mask"]),
             "seed": int(tags["seed"]), "config_hash": tags["config_hash"],
             "settings_hash": tags.get("settings_hash", tags.get("cell", "")), "cell": tags.get("cell", ""),
+            "faithful": tags.get("faithful", "unknown"), "not_faithful": tags.get("faithful.why", ""),
             "val_acc": metrics.get("best_val/acc", math.nan), "test_acc": metrics.get("test/acc", math.nan),
         })
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
-def mean_confusion(client, run_ids: list[str]) -> tuple[np.ndarray | None, list[str] | None]:
+def mean_confusion(store: TrackingStore, run_ids: list[str]) -> tuple[np.ndarray | None, list[str] | None]:
     """Mean of the runs' ``confusion_test.csv`` (rows true, columns predicted); (None, None) if none is logged."""
-    import os
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mats, classes = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for i, run_id in enumerate(run_ids):
             try:
-                path = client.download_artifacts(run_id, "confusion_test.csv", str(Path(tmp) / str(i)))
-            except Exception:  # noqa: BLE001 - a run without the artifact is left out of the mean
+                path = store.download(run_id, "confusion_test.csv", Path(tmp) / str(i))
+            except TrackingError:  # a run without the artifact is left out of the mean
                 log.warning("run %s has no confusion_test.csv; left out of the mean confusion matrix", run_id)
                 continue
             frame = pd.read_csv(path, index_col=0)
@@ -285,24 +299,26 @@ class Report:
     out: Path
 
 
-def report(client, parent_run_id: str, out: str | Path, echo: bool = False, log_to_parent: bool = True) -> Report:
+def report(store: TrackingStore, parent_run_id: str, out: str | Path, echo: bool = False,
+           log_to_parent: bool = True) -> Report:
     """Summarise the sweep under ``parent_run_id``: write the files into ``out`` and log them to the parent."""
-    from asc.tracking import plot_confusion
-
     out = Path(out)
     (out / "confusion").mkdir(parents=True, exist_ok=True)
-    parent = client.get_run(parent_run_id)
-    runs = collect(client, parent_run_id)
+    parent = store.get_run(parent_run_id)
+    runs = collect(store, parent_run_id)
     finished = latest_finished(runs)
     finished = finished[np.isfinite(finished["val_acc"].astype(float))]
     pct = finished.assign(val_acc=100 * finished["val_acc"], test_acc=100 * finished["test_acc"])
-    cells = with_published(aggregate(pct))
+    setup, comparable = setup_section(finished)
+    cells = with_published(aggregate(pct), comparable)
     duplicated = cells.duplicated(["window", "mask"], keep=False)
 
     sections = [f"# Sweep report: {parent.info.run_name}",
                 f"MLflow parent run `{parent_run_id}` (sweep `{parent.data.tags.get('sweep', '')}`). "
                 f"Published values: {published.SOURCE}."]
     sections.append(jobs_section(runs, parent.data.tags.get("sweep.jobs", "")))
+    if setup:
+        sections.append(setup)
     if duplicated.any():
         sections.append("Note: some cells hold runs of different settings (the sweep varies more than window, mask "
                         "and seed); the grid shows the one with the most runs, cells.csv lists all.")
@@ -318,7 +334,7 @@ def report(client, parent_run_id: str, out: str | Path, echo: bool = False, log_
         confusions = {}
         for r in cells.itertuples():
             ids = list(finished.loc[finished["settings_hash"] == r.settings_hash, "run_id"])
-            cm, classes = mean_confusion(client, ids)
+            cm, classes = mean_confusion(store, ids)
             if cm is None:
                 continue
             stem = cell_key(r.window, r.mask) + (f"_{r.settings_hash[:8]}" if duplicated[r.Index] else "")
@@ -327,7 +343,7 @@ def report(client, parent_run_id: str, out: str | Path, echo: bool = False, log_
             plot_confusion(cm, classes, out / "confusion" / f"{stem}.png",
                            f"window {r.window:g} s, mask {100 * r.mask:g} %: mean of {r.n} run(s), test")
         cm, classes = confusions.get(best["settings_hash"], (None, None))
-        text, best_table = best_cell_section(best, cm, classes)
+        text, best_table = best_cell_section(best, cm, classes, comparable)
         sections.append(text)
         heatmap(cells_grid, out / "heatmap.png")
     markdown = "\n\n".join(sections) + "\n"
@@ -335,8 +351,8 @@ def report(client, parent_run_id: str, out: str | Path, echo: bool = False, log_
     cells.to_csv(out / "cells.csv", index=False, float_format="%.4f")
     best_table.to_csv(out / "best_cell.csv", index=False)
     if log_to_parent:
-        log_summary(client, parent_run_id, cells, runs)
-        client.log_artifacts(parent_run_id, str(out), "summary")
+        log_summary(store, parent_run_id, cells, runs)
+        store.log_artifacts(parent_run_id, out, "summary")
     if echo:
         print(markdown)
         print(f"written to {out}/" + (f" and logged to MLflow run {parent_run_id} (artifacts: summary/)" if log_to_parent else ""))
@@ -344,7 +360,7 @@ def report(client, parent_run_id: str, out: str | Path, echo: bool = False, log_
 
 
 def confusion_csv_float(cm: np.ndarray, classes: list[str]) -> str:
-    """Like :func:`asc.tracking.confusion_csv` for a mean matrix (three decimals)."""
+    """Like :func:`asc.tracking.store.confusion_csv` for a mean matrix (three decimals)."""
     buf = io.StringIO()
     pd.DataFrame(np.round(cm, 3), index=classes, columns=classes).rename_axis("true\\predicted").to_csv(buf)
     return buf.getvalue()
@@ -366,75 +382,21 @@ def jobs_section(runs: pd.DataFrame, expected: str) -> str:
     return "\n".join(lines)
 
 
-def log_summary(client, parent_run_id: str, cells: pd.DataFrame, runs: pd.DataFrame) -> None:
+def log_summary(store: TrackingStore, parent_run_id: str, cells: pd.DataFrame, runs: pd.DataFrame) -> None:
     """Per-cell metrics on the parent run (accuracies as fractions, like the children's)."""
-    import time
-
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    metrics = []
+    metrics: dict[str, float] = {}
     duplicated = cells.duplicated(["window", "mask"], keep=False)
     for r in cells.itertuples():
         key = "cell/" + cell_key(r.window, r.mask) + (f"_{r.settings_hash[:8]}" if duplicated[r.Index] else "")
         values = {"n": r.n, "val_acc_mean": r.val_acc_mean / 100, "val_acc_std": r.val_acc_std / 100,
                   "test_acc_mean": r.test_acc_mean / 100, "test_acc_std": r.test_acc_std / 100}
-        metrics += [Metric(f"{key}/{k}", float(v), now, 0) for k, v in values.items() if not math.isnan(v)]
+        metrics.update({f"{key}/{k}": float(v) for k, v in values.items() if not math.isnan(v)})
     best = best_cell(cells)
     if best is not None:
-        metrics += [Metric("best/val_acc_mean", float(best["val_acc_mean"]) / 100, now, 0),
-                    Metric("best/test_acc_mean", float(best["test_acc_mean"]) / 100, now, 0)]
-        client.set_tag(parent_run_id, "best_cell", f"window={best['window']:g},mask={best['mask']:g}")
+        metrics["best/val_acc_mean"] = float(best["val_acc_mean"]) / 100
+        metrics["best/test_acc_mean"] = float(best["test_acc_mean"]) / 100
+        store.set_tags(parent_run_id, {"best_cell": f"window={best['window']:g},mask={best['mask']:g}"})
     status = job_status(runs) if not runs.empty else runs
     for s in ("FINISHED", "FAILED", "KILLED", "RUNNING"):
-        metrics.append(Metric(f"jobs/{s.lower()}", float((status["status"] == s).sum()) if not status.empty else 0.0, now, 0))
-    for i in range(0, len(metrics), 1000):
-        client.log_batch(parent_run_id, metrics=metrics[i : i + 1000])
-
-
-# -- command line ---------------------------------------------------------------------------------------------
-def newest_sweep(root: str | Path = "multirun") -> Path:
-    """The most recently written sweep folder under ``root`` (one holding ``sweep.json``)."""
-    from asc.sweep import SWEEP_FILE
-
-    found = sorted(Path(root).glob(f"**/{SWEEP_FILE}"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise FileNotFoundError(f"no sweep folder (with {SWEEP_FILE}) under {Path(root).resolve()}; "
-                                "run `python train.py -m ...` first or pass SWEEP_DIR / --parent-run")
-    return found[-1].parent
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        prog="asc report",
-        description="Summarise a sweep (mean ± std per window/mask cell) next to the published table; "
-                    "write report.md, cells.csv, best_cell.csv, a heatmap and mean confusion matrices, "
-                    "and log them to the sweep's MLflow parent run.",
-    )
-    p.add_argument("sweep_dir", nargs="?", type=Path, help="the sweep folder (default: the newest under multirun/)")
-    p.add_argument("--parent-run", help="MLflow run id of the sweep's parent run (instead of SWEEP_DIR)")
-    p.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, the sweep's, sqlite:///mlflow.db)")
-    p.add_argument("--out", type=Path, help="output folder (default: SWEEP_DIR/report or outputs/reports/<run id>)")
-    p.add_argument("--no-log", action="store_true", help="do not log the report to the parent run")
-    args = p.parse_args(argv)
-
-    from mlflow import MlflowClient
-
-    from asc.sweep import SweepInfo
-    from asc.tracking import tracking_uri
-
-    try:
-        if args.parent_run:
-            uri, parent, out = args.tracking_uri or tracking_uri(None), args.parent_run, None
-        else:
-            sweep_dir = args.sweep_dir or newest_sweep()
-            info = SweepInfo.read(sweep_dir)
-            uri = args.tracking_uri or tracking_uri(info.tracking_uri)
-            parent, out = info.parent_run_id, Path(sweep_dir) / "report"
-        client = MlflowClient(uri)
-        client.get_run(parent)  # a clear error for a wrong id or store
-    except Exception as err:  # noqa: BLE001 - one line for the user, not a traceback
-        where = f" (MLflow store {uri}; --tracking-uri chooses another)" if "uri" in locals() else ""
-        print(f"asc report: {err}{where}", file=sys.stderr)
-        raise SystemExit(2) from None
-    report(client, parent, args.out or out or Path("outputs/reports") / parent, echo=True, log_to_parent=not args.no_log)
+        metrics[f"jobs/{s.lower()}"] = float((status["status"] == s).sum()) if not status.empty else 0.0
+    store.log_metrics(parent_run_id, metrics)

@@ -1,9 +1,9 @@
-"""The LightningModule that trains a :class:`asc.model.SceneNet` on spectrogram images.
+"""The LightningModule that trains a :class:`asc.model.networks.SceneNet` on spectrogram images.
 
-Batches arrive as raw uint8 images ``[B, H, W]``; the input pipeline (:mod:`asc.augment`) runs in
+Batches arrive as raw uint8 images ``[B, H, W]``; the input pipeline (:mod:`asc.data.augment`) runs in
 ``on_after_batch_transfer``, i.e. batched on the training device. With ``inputs="embeddings"`` they are
 the frozen backbone's cached outputs instead (``[B, D]`` for training, ``[B, n, D]`` for evaluation, see
-:mod:`asc.embeddings`) and only the head runs; the checkpoint still holds the whole network.
+:mod:`asc.model.embeddings`) and only the head runs; the checkpoint still holds the whole network.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from asc import augment
-from asc.model import SceneNet
+from asc.data import augment
+from asc.model.networks import SceneNet
 
 
 class SceneClassifier(L.LightningModule):
@@ -33,8 +33,8 @@ class SceneClassifier(L.LightningModule):
         eval_windows: ``"centre"`` (the reference) or ``"cover"`` (mean over windows covering the clip).
         lr: Adam learning rate.
         channels_last: use the channels-last memory format (faster convolutions on modern hardware).
-        features: the full :class:`asc.features.FeatureSpec` as a plain dict (``dataclasses.asdict``), so a
-            checkpoint alone says how to turn audio into the images it expects (see :mod:`asc.predict`).
+        features: the full :class:`asc.data.features.FeatureSpec` as a plain dict (``dataclasses.asdict``), so a
+            checkpoint alone says how to turn audio into the images it expects (see :mod:`asc.inference.predict`).
         window: the time window in seconds (``window_frames`` is its width at ``features``' rate and hop).
         clip_seconds: length of the training clips in seconds; prediction gives a file of about this length
             the evaluation windows and slides windows over longer recordings.

@@ -9,6 +9,10 @@ import numpy as np
 import soundfile as sf
 
 
+#: Extensions treated as audio in a folder (anything libsndfile reads, plus MP3 through libsndfile >= 1.1).
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".rf64")
+
+
 class AudioError(ValueError):
     """A file that cannot be used as audio: unreadable, empty, non-finite, or at a refused sample rate."""
 
@@ -116,3 +120,8 @@ def _read_fallback(path: Path, first_error: Exception) -> tuple[np.ndarray, int]
         ) from err
     y = np.atleast_2d(y).T  # [samples, channels]
     return y.astype(np.float32), int(file_sr)
+
+
+def audio_files(folder: str | Path) -> list[Path]:
+    """Every audio file under ``folder`` (recursively, by :data:`AUDIO_EXTENSIONS`), sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)

@@ -1,8 +1,8 @@
 """Hyperparameter search with Optuna: resumable, pruned, shareable between workers, tracked in MLflow.
 
-    python -m asc.tune                                    # the default space (conf/tune/default.yaml)
-    python -m asc.tune experiment=demo tune.n_trials=30   # same Hydra overrides as train.py
-    python -m asc.tune tune.storage=postgresql://host/optuna   # many machines, one study
+    asc tune                                         # the default space (conf/tune/default.yaml)
+    asc tune experiment=demo tune.n_trials=30        # the same Hydra overrides as asc train / train.py
+    asc tune tune.storage=postgresql://host/optuna   # many machines, one study
 
 The objective of a trial is the mean validation accuracy over ``tune.seeds``. The first seed's run reports
 its validation accuracy every epoch to the pruner (Optuna's Lightning pruning callback); a pruned trial
@@ -27,12 +27,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
+import optuna
+import sqlalchemy.exc
+from alembic.util import CommandError
+from matplotlib import pyplot as plt
 from omegaconf import DictConfig, OmegaConf
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+from optuna.visualization import matplotlib as ov
+from optuna_integration import PyTorchLightningPruningCallback
+
+from asc.runs import published
+from asc.runs.train import run
+from asc.tracking.store import TrackingStore, schema_lock
 
 log = logging.getLogger(__name__)
 
-STUDY_TAG = "asc.study"
 
 
 class TuneConfigError(ValueError):
@@ -91,10 +101,7 @@ def apply(cfg: DictConfig, params: dict[str, Any]) -> DictConfig:
 # -- Optuna objects from config -------------------------------------------------------------------------
 def _first_open(open_fn, tries: int = 5):
     """Retry opening a storage that a concurrent worker is creating on a database server (SQLite stores are
-    created under :func:`asc.tracking.schema_lock` instead)."""
-    import sqlalchemy.exc
-    from alembic.util import CommandError
-
+    created under :func:`asc.tracking.store.schema_lock` instead)."""
     for attempt in range(tries):
         try:
             return open_fn()
@@ -105,10 +112,6 @@ def _first_open(open_fn, tries: int = 5):
 
 
 def make_storage(url: str):
-    import optuna
-
-    from asc.tracking import schema_lock
-
     def _open():
         with schema_lock(url):
             storage = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
@@ -122,8 +125,6 @@ def make_storage(url: str):
 
 
 def make_pruner(spec: DictConfig):
-    import optuna
-
     name = spec.get("name", "median")
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=spec.get("n_startup_trials", 5), n_warmup_steps=spec.get("n_warmup_steps", 5))
@@ -135,8 +136,6 @@ def make_pruner(spec: DictConfig):
 
 
 def make_sampler(spec: DictConfig):
-    import optuna
-
     name = spec.get("name", "tpe")
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=spec.get("seed"))
@@ -146,64 +145,31 @@ def make_sampler(spec: DictConfig):
 
 
 # -- MLflow ---------------------------------------------------------------------------------------------
-def _client(cfg: DictConfig):
-    import mlflow
-
-    from asc.sweep import experiment_id
-    from asc.tracking import open_store, tracking_uri
-
-    client = mlflow.MlflowClient(open_store(tracking_uri(cfg.logger.tracking_uri)))
-    return client, experiment_id(client, cfg.logger.experiment, cfg.logger.get("artifacts"))
-
-
-def _study_parents(client, exp_id: str, name: str) -> list:
-    runs = client.search_runs([exp_id], filter_string=f"tags.`{STUDY_TAG}` = '{name}' and tags.kind = 'study'")
-    return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+def study_parent_run(store: TrackingStore, exp_id: str, cfg: DictConfig, study) -> str:
+    """The study's MLflow parent run: every worker and every resume of the study shares one (found by its tags;
+    workers that start together agree on the oldest, see :meth:`TrackingStore.open_parent`)."""
+    run_id, resumed = store.open_parent(exp_id, "study", study.study_name, f"study={study.study_name}",
+                                        tags={"study": study.study_name})
+    if not resumed:
+        store.log_text(run_id, OmegaConf.to_yaml(cfg.tune, resolve=True), "tune.yaml")
+    return run_id
 
 
-def study_parent_run(cfg: DictConfig, study) -> str:
-    """The study's MLflow parent run, found by its tag: every worker and every resume uses the same one.
-
-    Workers that start together may each create one; all then keep the oldest and delete their own.
-    """
-    client, exp_id = _client(cfg)
-    parents = _study_parents(client, exp_id, study.study_name)
-    if parents:
-        return parents[0].info.run_id
-    mine = client.create_run(exp_id, run_name=f"study={study.study_name}", tags={STUDY_TAG: study.study_name, "kind": "study"})
-    client.log_text(mine.info.run_id, OmegaConf.to_yaml(cfg.tune, resolve=True), "tune.yaml")
-    oldest = _study_parents(client, exp_id, study.study_name)[0].info.run_id
-    if oldest != mine.info.run_id:
-        client.delete_run(mine.info.run_id)
-    return oldest
-
-
-def trial_run(cfg: DictConfig, parent: str, trial, params: dict[str, Any]) -> str:
-    client, exp_id = _client(cfg)
-    run = client.create_run(
-        exp_id,
-        run_name=f"trial={trial.number}",
-        tags={"mlflow.parentRunId": parent, STUDY_TAG: trial.study.study_name, "kind": "trial", "trial": str(trial.number)},
-    )
-    for path, value in params.items():
-        client.log_param(run.info.run_id, path, value)
-    return run.info.run_id
+def trial_run(store: TrackingStore, exp_id: str, parent: str, trial, params: dict[str, Any]) -> str:
+    run_id = store.create_run(exp_id, f"trial={trial.number}", parent=parent,
+                              tags={"study": trial.study.study_name, "optuna.trial": trial.number})
+    store.log_params(run_id, params)
+    return run_id
 
 
 # -- the search -----------------------------------------------------------------------------------------
-def objective_for(cfg: DictConfig, space: dict[str, dict[str, Any]], parent: str):
-    import optuna
-    from optuna_integration import PyTorchLightningPruningCallback
-
-    from asc.train import run
-
+def objective_for(cfg: DictConfig, space: dict[str, dict[str, Any]], store: TrackingStore, exp_id: str, parent: str):
     seeds = list(cfg.tune.seeds)
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, space)
         trial_cfg = apply(cfg, params)
-        client, _ = _client(cfg)
-        trial_id = trial_run(cfg, parent, trial, params)
+        trial_id = trial_run(store, exp_id, parent, trial, params)
         values: list[float] = []
         try:
             for i, seed in enumerate(seeds):
@@ -211,45 +177,34 @@ def objective_for(cfg: DictConfig, space: dict[str, dict[str, Any]], parent: str
                 callbacks = [PyTorchLightningPruningCallback(trial, monitor="val/acc")] if i == 0 else []
                 result = run(seed_cfg, callbacks=callbacks, parent_run_id=trial_id, tags={"trial": trial.number})
                 values.append(result["val/acc"])
-                client.log_metric(trial_id, "val/acc", result["val/acc"], step=i)
+                store.log_metrics(trial_id, {"val/acc": result["val/acc"]}, step=i)
         except optuna.TrialPruned:
-            client.set_tag(trial_id, "optuna.state", "PRUNED")
-            client.set_terminated(trial_id, "KILLED")
+            store.set_tags(trial_id, {"optuna.state": "PRUNED"})
+            store.end_run(trial_id, "KILLED")
             raise
         except BaseException:
-            client.set_tag(trial_id, "optuna.state", "FAIL")
-            client.set_terminated(trial_id, "FAILED")
+            store.set_tags(trial_id, {"optuna.state": "FAIL"})
+            store.end_run(trial_id, "FAILED")
             raise
         value = statistics.fmean(values)
-        client.log_metric(trial_id, "objective", value)
-        client.set_tag(trial_id, "optuna.state", "COMPLETE")
-        client.set_terminated(trial_id, "FINISHED")
+        store.log_metrics(trial_id, {"objective": value})
+        store.set_tags(trial_id, {"optuna.state": "COMPLETE"})
+        store.end_run(trial_id, "FINISHED")
         return value
 
     return objective
 
 
-def summarise(cfg: DictConfig, study, parent: str) -> None:
+def summarise(store: TrackingStore, study, parent: str) -> None:
     """Best params and Optuna's matplotlib plots on the parent run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import optuna
-    from optuna.visualization import matplotlib as ov
-
-    client, _ = _client(cfg)
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    states = {s.name.lower(): sum(t.state == s for t in study.trials) for s in optuna.trial.TrialState}
-    for state, count in states.items():
-        client.log_metric(parent, f"trials/{state}", count)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    store.log_metrics(parent, {f"trials/{s.name.lower()}": sum(t.state == s for t in study.trials) for s in TrialState})
     if not done:
         log.warning("no completed trial yet: nothing to summarise")
         return
-    for key, value in study.best_params.items():
-        client.log_param(parent, f"best.{key}", value)
-    client.log_metric(parent, "best/objective", study.best_value)
-    client.set_tag(parent, "best_trial", str(study.best_trial.number))
+    store.log_params(parent, {f"best.{key}": value for key, value in study.best_params.items()})
+    store.log_metrics(parent, {"best/objective": study.best_value})
+    store.set_tags(parent, {"best_trial": study.best_trial.number})
     plots = {"optimization_history": ov.plot_optimization_history, "slice": ov.plot_slice}
     if len(done) >= 2:
         plots["param_importances"] = ov.plot_param_importances
@@ -265,37 +220,33 @@ def summarise(cfg: DictConfig, study, parent: str) -> None:
             fig.tight_layout()
             path = Path(tmp) / f"{name}.png"
             fig.savefig(path, dpi=100)
-            plt.close(fig)
-            client.log_artifact(parent, str(path), "plots")
-        trials = study.trials_dataframe()
-        trials.to_csv(Path(tmp) / "trials.csv", index=False)
-        client.log_artifact(parent, str(Path(tmp) / "trials.csv"))
+            plt.close(fig)  # Optuna draws with pyplot
+            store.log_artifact(parent, path, "plots")
+        study.trials_dataframe().to_csv(Path(tmp) / "trials.csv", index=False)
+        store.log_artifact(parent, Path(tmp) / "trials.csv")
 
 
-def retrain_best(cfg: DictConfig, space: dict[str, dict[str, Any]], study, parent: str) -> dict[str, float]:
+def retrain_best(cfg: DictConfig, space: dict[str, dict[str, Any]], study, store: TrackingStore,
+                 parent: str) -> dict[str, float]:
     """Train the best configuration over ``tune.retrain_seeds``; test mean ± std, beside the paper's best cell."""
-    from asc.train import run
-
     best = {path: _decode(space[path], value) for path, value in study.best_params.items()}
     best_cfg = apply(cfg, best)
-    client, _ = _client(cfg)
     accs = []
     for seed in cfg.tune.retrain_seeds:
         result = run(apply(best_cfg, {"seed": seed}), parent_run_id=parent, tags={"retrain": "best"})
         accs.append(result["test/acc"])
     mean = statistics.fmean(accs)
     std = statistics.stdev(accs) if len(accs) > 1 else float("nan")
-    client.log_metric(parent, "retrain/test_acc_mean", mean)
-    if not math.isnan(std):
-        client.log_metric(parent, "retrain/test_acc_std", std)
-    client.log_metric(parent, "retrain/n", len(accs))
-    paper = 0.697  # the paper's best cell (5 s, no mask): 69.7 % test accuracy on TAU 2019, its own split
+    store.log_metrics(parent, {"retrain/test_acc_mean": mean, "retrain/n": len(accs)}
+                      | ({} if math.isnan(std) else {"retrain/test_acc_std": std}))
+    pw, pm = published.BEST_CELL
     text = (
         f"best params: {best}\n"
         f"retrained over seeds {list(cfg.tune.retrain_seeds)}: test accuracy {100 * mean:.1f} ± {100 * std:.1f} % "
-        f"(n={len(accs)}); the paper's best cell: {100 * paper:.1f} % (5 s window, no mask, TAU 2019)\n"
+        f"(n={len(accs)}); the paper's best cell: {published.TEST_ACC:.1f} % ({pw:g} s window, mask {100 * pm:g} %, "
+        "TAU 2019, its own split)\n"
     )
-    client.log_text(parent, text, "retrain.md")
+    store.log_text(parent, text, "retrain.md")
     print(text)
     return {"mean": mean, "std": std, "n": len(accs)}
 
@@ -309,10 +260,6 @@ def _decode(dist: dict[str, Any], value: Any) -> Any:
 
 def tune(cfg: DictConfig) -> Any:
     """Run (or resume, or join) the study described by ``cfg.tune``; returns the study."""
-    import optuna
-    from optuna.study import MaxTrialsCallback
-    from optuna.trial import TrialState
-
     space = check_space(cfg)
     if not cfg.tune.seeds:
         raise TuneConfigError("tune.seeds is empty: the objective needs at least one seed")
@@ -327,31 +274,20 @@ def tune(cfg: DictConfig) -> Any:
     )
     for params in cfg.tune.get("enqueue") or []:
         study.enqueue_trial(OmegaConf.to_container(params, resolve=True), skip_if_exists=True)
-    parent = study_parent_run(cfg, study)
+    store = TrackingStore(cfg.logger.tracking_uri)
+    exp_id = store.experiment(cfg.logger.experiment, cfg.logger.get("artifacts"))
+    parent = study_parent_run(store, exp_id, cfg, study)
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     already = sum(t.state in finished for t in study.trials)
     log.info("study %s: %d trial(s) finished before, target %d", study.study_name, already, cfg.tune.n_trials)
     study.optimize(
-        objective_for(cfg, space, parent),
+        objective_for(cfg, space, store, exp_id, parent),
         n_trials=max(0, int(cfg.tune.n_trials) - already),
         callbacks=[MaxTrialsCallback(int(cfg.tune.n_trials), states=finished)],
         catch=(),
         gc_after_trial=True,
     )
-    summarise(cfg, study, parent)
+    summarise(store, study, parent)
     if cfg.tune.retrain and any(t.state == TrialState.COMPLETE for t in study.trials):
-        retrain_best(cfg, space, study, parent)
+        retrain_best(cfg, space, study, store, parent)
     return study
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="tune")
-def main(cfg: DictConfig) -> None:
-    study = tune(cfg)
-    done = [t for t in study.trials if t.value is not None]
-    if done:
-        print(f"study {study.study_name}: {len(study.trials)} trial(s); best #{study.best_trial.number}: "
-              f"mean val accuracy {study.best_value:.3f} with {study.best_params}")
-
-
-if __name__ == "__main__":
-    main()

@@ -23,12 +23,11 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from asc.scenes import CHANNELS, CLIP_SECONDS, SAMPLE_RATE, SCENES, SUBTYPE
+from asc.data.audio import AUDIO_EXTENSIONS
+from asc.data.scenes import CHANNELS, CLIP_SECONDS, SAMPLE_RATE, SCENES, SUBTYPE
 
 log = logging.getLogger(__name__)
 
-#: File endings treated as audio when looking for files the metadata does not list.
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 #: Values of a folder dataset's ``split`` column, and what they mean.
 GIVEN_PARTS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 #: Columns of the table every reader returns.
@@ -155,7 +154,7 @@ def _check_files(root: Path, df: pd.DataFrame, layout: Layout) -> None:
     layout.extra = sorted(
         rel
         for path in where.rglob("*")
-        if path.suffix.lower() in AUDIO_SUFFIXES
+        if path.suffix.lower() in AUDIO_EXTENSIONS
         and (rel := path.relative_to(root).as_posix()) not in listed
         and not any(part.startswith(".") for part in path.relative_to(root).parts)
     )
@@ -360,7 +359,7 @@ def summary(root: Path, df: pd.DataFrame, layout: Layout, kind: str = "tau", pro
 def split_lines(df: pd.DataFrame, kind: str = "tau", seed: int = 42) -> list[str]:
     """One line per split this dataset supports: its sizes and leakage (share of test clips whose recording
     location is also in training)."""
-    from asc.splits import PARTS, leakage, make_split
+    from asc.data.splits import PARTS, leakage, make_split
 
     names = ["paper", "grouped"] + (["fold1"] if kind == "tau" else []) + (["given"] if df["given"].notna().any() else [])
     out = []
@@ -380,27 +379,3 @@ def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("root", type=Path, help="dataset folder (TAU: the one holding meta.csv)")
     p.add_argument("--kind", choices=("tau", "folder"), default="tau", help="tau (default) or folder (labels CSV)")
     p.add_argument("--labels-csv", default="labels.csv", help="the folder dataset's table (default: labels.csv)")
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        prog="asc verify",
-        description="Check a dataset folder and print its summary: clips per scene and city, durations, sample "
-                    "rates, channels; missing and extra audio files, unknown labels, malformed rows. "
-                    "Exit status 1 if it has errors (2 with --strict and warnings only).",
-    )
-    add_dataset_arguments(p)
-    p.add_argument("--strict", action="store_true", help="warnings (extra files, other formats) fail too")
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    try:
-        df, layout = scan_tau(a.root) if a.kind == "tau" else scan_folder(a.root, a.labels_csv)
-    except DatasetError as err:
-        print(f"ERROR {err}", file=sys.stderr)
-        raise SystemExit(1) from None
-    text, failed = summary(a.root, df, layout, a.kind, progress=not a.no_progress)
-    print(text)
-    if failed:
-        raise SystemExit(1)
-    if a.strict and "WARNING" in text:
-        raise SystemExit(2)

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from asc import augment
+from asc.data import augment
 from asc.files import atomic_save_npy, atomic_write_text, exclusive
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ def build_or_load(
     """The cached backbone outputs of every part, computing (and storing) them if missing.
 
     Args:
-        net: a :class:`asc.model.SceneNet` with a frozen backbone (its ``backbone`` is run).
+        net: a :class:`asc.model.networks.SceneNet` with a frozen backbone (its ``backbone`` is run).
         images: ``{part: uint8 [N, H, W]}`` spectrogram images of "train", "val" and "test".
         width, size: window width in frames, network input side in pixels.
     Returns:
@@ -313,7 +313,7 @@ class EmbeddingLoader:
     views, drawn uniformly (training); otherwise batches are ``[B, V, D]`` (evaluation windows).
 
     With ``group > 1`` each item is a list of up to ``group`` consecutive batches, the same batches in the
-    same order: :class:`asc.module.SceneClassifier` with ``steps_per_call`` takes one optimiser step per batch.
+    same order: :class:`asc.model.module.SceneClassifier` with ``steps_per_call`` takes one optimiser step per batch.
     """
 
     def __init__(

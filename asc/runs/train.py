@@ -1,0 +1,293 @@
+"""One training run, as three steps a reader can see: build, fit and test, record.
+
+1. :func:`build` -- the data module (metadata -> split -> cached images), the LightningModule and the Trainer,
+   from typed :class:`RunSettings`. With the embedding cache the module's input is the frozen backbone's stored
+   outputs instead of the images: a different input to the same module, chosen here.
+2. :func:`fit_and_test` -- ``Trainer.fit``, then ``Trainer.test`` on the best-validation checkpoint.
+3. :func:`record` -- metrics, confusion matrix, checkpoint and MLflow model into the run.
+
+:func:`run` ties them to the tracking store: it names and tags the run (its grid cell, its config hash, whether
+it is the paper's setup), skips a job that already finished in a resumed sweep, and marks a run that raises as
+FAILED (or KILLED). ``asc train`` / ``python train.py`` (Hydra) call it once, a sweep once per job, an Optuna
+study once per trial and seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
+
+from asc.config import settings
+from asc.data.datamodule import DataConfig, SceneDataModule
+from asc.data.features import FeatureSpec
+from asc.model.embeddings import EmbeddingCacheConfig, EmbeddingData, build_or_load
+from asc.model.module import SceneClassifier
+from asc.runs.identity import config_hash, leaves, paper_differences
+from asc.runs.sweep import job_sweep
+from asc.tracking.packaging import log_model
+from asc.tracking.store import TrackingStore
+
+log = logging.getLogger(__name__)
+
+#: Keys of the ``model`` group that configure the LightningModule rather than the network.
+MODULE_KEYS = ("image_size", "lr", "eval_windows", "channels_last", "compile")
+
+
+def run_name(window: float, mask: float, seed: int) -> str:
+    """The run's identity in the grid, e.g. ``window=5,mask=0.1,seed=2``."""
+    return f"window={window:g},mask={mask:g},seed={seed}"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """One run's settings, typed: the only place that reads the Hydra config's groups."""
+
+    window: float  # seconds
+    mask: float  # largest masked band, fraction of the height
+    seed: int
+    features: FeatureSpec
+    data: DataConfig
+    network: dict[str, Any]  # asc.model.networks.SceneNet arguments
+    module: dict[str, Any]  # the model group's SceneClassifier arguments (MODULE_KEYS)
+    cache: EmbeddingCacheConfig
+    trainer: dict[str, Any]  # lightning.Trainer arguments
+    patience: int  # epochs without a better val/acc before stopping
+    progress: bool
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> RunSettings:
+        mask, window = float(cfg.mask), float(cfg.window)
+        if not 0 <= mask < 1:
+            raise ValueError(f"mask={cfg.mask}: must be a fraction in [0, 1) (e.g. 0.1 masks at most 10 % of the height)")
+        if window <= 0:
+            raise ValueError(f"window={cfg.window}: must be a positive number of seconds")
+        model = OmegaConf.to_container(cfg.model, resolve=True)
+        model.pop("name", None)
+        module = {k: model.pop(k) for k in MODULE_KEYS if k in model}
+        cache = settings(EmbeddingCacheConfig, model.pop("embedding_cache", None) or {}, "model.embedding_cache")
+        if cache.enabled and not model.get("freeze", True):
+            raise ValueError("model.embedding_cache.enabled=true needs a frozen backbone (model.freeze=true)")
+        trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+        patience = int(trainer.pop("patience", 10))  # the only key that is not a lightning.Trainer argument
+        return cls(
+            window=window, mask=mask, seed=int(cfg.seed), features=settings(FeatureSpec, cfg.features, "features"),
+            data=settings(DataConfig, cfg.data, "data"), network=model, module=module, cache=cache, trainer=trainer,
+            patience=patience, progress=bool(cfg.progress),
+        )
+
+    @property
+    def name(self) -> str:
+        return run_name(self.window, self.mask, self.seed)
+
+    @property
+    def from_cache(self) -> bool:
+        """Whether the head trains on the frozen backbone's cached outputs (else on the images)."""
+        return self.cache.applies(self.mask)
+
+
+# -- 1. build ---------------------------------------------------------------------------------------------------
+@dataclass
+class Built:
+    """What :func:`build` made: the pieces :func:`fit_and_test` and :func:`record` work on."""
+
+    settings: RunSettings
+    images: SceneDataModule  # the spectrogram images of the split (always: class names, sizes, examples)
+    inputs: L.LightningDataModule  # what the module trains on: ``images``, or the cached backbone outputs
+    module: SceneClassifier
+    trainer: L.Trainer
+    checkpoint: ModelCheckpoint
+    facts: dict[str, float]  # parameter counts, FLOPs, split sizes and leakage: logged before training
+
+
+def build(s: RunSettings, logger: Any, callbacks: list[Callback], out: Path) -> Built:
+    """Data module, LightningModule and Trainer from the settings; the embedding cache filled if it is used."""
+    L.seed_everything(s.seed, workers=True, verbose=False)
+    images = SceneDataModule(s.data, s.features, s.window, progress=s.progress)
+    images.prepare_data()
+    images.setup("fit")
+    module = SceneClassifier(
+        class_names=images.class_names,
+        model=s.network,
+        window_frames=s.features.window_frames(s.window),
+        mask=s.mask,
+        features=dataclasses.asdict(s.features),  # the model carries its feature settings (see asc.inference)
+        window=s.window,
+        clip_seconds=(images.frames - 1) * s.features.hop_length / s.features.sample_rate,
+        inputs="embeddings" if s.from_cache else "images",
+        steps_per_call=s.cache.steps_per_call if s.from_cache else 1,
+        **s.module,
+    )
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/acc", mode="max", save_top_k=1)
+    trainer = L.Trainer(
+        **s.trainer,
+        logger=logger,
+        callbacks=[checkpoint, EarlyStopping(monitor="val/acc", mode="max", patience=s.patience), *callbacks],
+        default_root_dir=out,
+        enable_progress_bar=s.progress,
+        enable_model_summary=False,  # the run logs its parameter counts and FLOPs instead
+    )
+    facts = {
+        **parameter_counts(module.net),
+        "flops_per_sample": flops_per_sample(module.net, int(module.hparams.image_size)),
+        **{f"split/{k}": v for k, v in images.split_sizes.items()},
+        "split/leakage": images.leakage,
+        "split/leakage_val": images.leakage_val,
+        "data/skipped": images.skipped,
+    }
+    inputs: L.LightningDataModule = images
+    if s.from_cache:
+        inputs, facts["embedding_cache/views"], facts["embedding_cache/computed"] = embedding_inputs(s, images, module, trainer)
+    elif s.cache.enabled:
+        log.info("mask=%g with model.embedding_cache.masks=0: this run takes the full path", s.mask)
+    return Built(s, images, inputs, module, trainer, checkpoint, facts)
+
+
+def embedding_inputs(s: RunSettings, images: SceneDataModule, module: SceneClassifier,
+                     trainer: L.Trainer) -> tuple[EmbeddingData, int, int]:
+    """The frozen backbone's outputs for the split's images (computed once, cached): ``(data, views, computed)``."""
+    hp = module.hparams
+    parts = {p: images.tensors(p) for p in ("train", "val", "test")}
+    banks, _, computed = build_or_load(
+        module.net, {p: x for p, (x, _) in parts.items()}, s.cache,
+        root=s.data.cache_dir, spec_key=s.features.key(), backbone=str(s.network.get("backbone")),
+        width=hp.window_frames, size=hp.image_size, mask=hp.mask, eval_windows=hp.eval_windows,
+        precision=s.trainer.get("precision"), channels_last=hp.channels_last, device=trainer.strategy.root_device,
+    )
+    data = EmbeddingData(banks, {p: y for p, (_, y) in parts.items()}, s.data.batch_size,
+                         steps_per_call=s.cache.steps_per_call)
+    return data, int(banks["train"].shape[1]), int(computed)
+
+
+def parameter_counts(net: torch.nn.Module) -> dict[str, int]:
+    total = sum(p.numel() for p in net.parameters())
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    return {"params/total": total, "params/trainable": trainable}
+
+
+def flops_per_sample(net: torch.nn.Module, image_size: int) -> int:
+    """Forward FLOPs for one ``[1, 3, S, S]`` input (torch's FLOP counter; a multiply-add counts 2)."""
+    was_training = net.training
+    net.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(torch.zeros(1, 3, image_size, image_size))
+    net.train(was_training)
+    return int(counter.get_total_flops())
+
+
+# -- 2. fit and test --------------------------------------------------------------------------------------------
+def fit_and_test(b: Built) -> None:
+    """Train with early stopping on val/acc, then test the best-validation checkpoint (loaded weights-only)."""
+    b.trainer.fit(b.module, datamodule=b.inputs)
+    b.trainer.test(b.module, datamodule=b.inputs, ckpt_path="best", weights_only=True, verbose=False)
+
+
+# -- 3. record --------------------------------------------------------------------------------------------------
+def record(b: Built, store: TrackingStore, run_id: str, log_mlflow_model: bool = True) -> dict[str, Any]:
+    """Test metrics, confusion matrix, best checkpoint and the MLflow model into run ``run_id``; the results."""
+    test_acc = float(b.trainer.callback_metrics["test/acc"])
+    best_val = float(b.checkpoint.best_model_score) if b.checkpoint.best_model_score is not None else float("nan")
+    store.log_metrics(run_id, {"best_val/acc": best_val})
+    store.log_confusion(run_id, b.module.confusion.numpy(), b.images.class_names, title=f"{b.settings.name}: test")
+    store.log_artifact(run_id, b.checkpoint.best_model_path, "checkpoints")
+    model_uri = None
+    if log_mlflow_model:
+        example = b.images.tensors("val")[0][:1].cpu().numpy()  # one validation clip's uint8 image [1, H, W]
+        model_uri = log_model(store, run_id, b.checkpoint.best_model_path, example)
+    return {"test/acc": test_acc, "val/acc": best_val, "checkpoint": b.checkpoint.best_model_path,
+            "epochs": b.trainer.current_epoch, "model_uri": model_uri}
+
+
+# -- the run ----------------------------------------------------------------------------------------------------
+def output_dir() -> Path:
+    """Hydra's run folder when running under Hydra, else a fresh temporary folder."""
+    try:
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:
+        return Path(tempfile.mkdtemp(prefix="asc-run-"))
+
+
+def run_tags(cfg: DictConfig, s: RunSettings) -> dict[str, Any]:
+    """What a run is, as MLflow tags: its grid cell, identity hashes, inputs, and whether it is the paper's setup."""
+    differences = paper_differences(cfg)
+    if s.from_cache:
+        differences.append("model.embedding_cache: the head trains on stored views (fixed windows and masks)")
+    return {
+        "window": s.window, "mask": s.mask, "seed": s.seed, "split": s.data.split, "features": s.features.kind,
+        "backbone": s.network.get("backbone"), "cell": f"window={s.window:g},mask={s.mask:g}",
+        "config_hash": config_hash(cfg), "settings_hash": config_hash(cfg, drop=("seed",)),
+        "inputs": "embeddings" if s.from_cache else "images",
+        "faithful": str(not differences).lower(), "faithful.why": "; ".join(differences)[:5000],
+    }
+
+
+def run(cfg: DictConfig, callbacks: list[Callback] | None = None, parent_run_id: str | None = None,
+        tags: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build, fit and test, record one run into MLflow; returns its results (accuracies, ids, time).
+
+    ``callbacks`` are added to the Trainer's (e.g. Optuna's pruning callback); ``parent_run_id`` makes the
+    MLflow run a nested child of that run (an Optuna trial, say); ``tags`` are added to the run's tags. In a sweep
+    (``train.py -m``) the run is a nested child of the sweep's parent run, and with ``resume=true`` a run whose
+    scientific config already finished under that parent is skipped.
+    """
+    start = time.perf_counter()
+    s = RunSettings.from_config(cfg)
+    store = TrackingStore(cfg.logger.tracking_uri)
+    run_tags_ = run_tags(cfg, s)
+    sweep = job_sweep()
+    if sweep is not None:  # a job of `train.py -m`: a nested child of the sweep's parent run
+        run_tags_.update({"sweep": sweep.sweep_id, "mlflow.parentRunId": sweep.parent_run_id})
+        done = store.finished_child(sweep.parent_run_id, run_tags_["config_hash"]) if cfg.get("resume", True) else None
+        if done is not None:
+            log.info("%s: already finished in this sweep (MLflow run %s): skipped (resume=false reruns it)",
+                     s.name, done.info.run_id)
+            return {"run_name": s.name, "run_id": done.info.run_id, "experiment_id": done.info.experiment_id,
+                    "test/acc": done.data.metrics.get("test/acc", float("nan")),
+                    "val/acc": done.data.metrics.get("best_val/acc", float("nan")), "checkpoint": None, "epochs": None,
+                    "skipped": True, "seconds": time.perf_counter() - start, "tracking_uri": store.uri,
+                    "faithful": run_tags_["faithful"] == "true"}
+    elif cfg.get("sweep_id"):
+        run_tags_["sweep"] = cfg.sweep_id
+    if parent_run_id:
+        run_tags_["mlflow.parentRunId"] = parent_run_id
+    run_tags_.update(tags or {})
+    logger = store.logger(cfg.logger.experiment, s.name, run_tags_, cfg.logger.get("artifacts"))
+    out = output_dir() / s.name if parent_run_id else output_dir()  # nested runs share their process's folder
+    with store.failure_marked(logger.run_id):
+        store.log_params(logger.run_id, leaves(OmegaConf.to_container(cfg, resolve=True)))
+        store.log_text(logger.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        built = build(s, logger, callbacks or [], out)
+        logger.log_metrics(built.facts)
+        fit_and_test(built)
+        result = record(built, store, logger.run_id, bool(cfg.logger.get("log_model", True)))
+        logger.finalize("success")
+    return {"run_name": s.name, "run_id": logger.run_id, "experiment_id": logger.experiment_id, **result,
+            "seconds": time.perf_counter() - start, "tracking_uri": store.uri, "faithful": run_tags_["faithful"] == "true",
+            "faithful.why": run_tags_["faithful.why"], "experiment": str(cfg.logger.experiment)}
+
+
+def summary(result: dict[str, Any]) -> str:
+    """The run's result in three lines: accuracy and time, whether it is the paper's setup, where it is logged."""
+    minutes, seconds = divmod(round(result.get("seconds", 0.0)), 60)
+    took = f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+    if result.get("skipped"):
+        head = f"{result['run_name']}: skipped, finished before (test accuracy {result['test/acc']:.3f})"
+    else:
+        head = (f"{result['run_name']}: test accuracy {result['test/acc']:.3f} (best validation {result['val/acc']:.3f}, "
+                f"{result['epochs']} epochs) in {took}")
+    setup = ("the paper's setup (faithful=true)" if result.get("faithful")
+             else f"not the paper's setup: {result.get('faithful.why') or 'see the run tag faithful.why'}")
+    return (f"{head}\n{setup}\n"
+            f"MLflow run {result['run_id']} in experiment '{result.get('experiment', '')}' at {result['tracking_uri']}"
+            " (browse: make ui -> http://127.0.0.1:5000)")

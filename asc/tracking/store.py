@@ -1,0 +1,346 @@
+"""The tracking store: the one object that talks to MLflow.
+
+Made once at an entry point (a training run, a sweep, a study, a report, a prediction) from a tracking URI,
+it owns the URI, the client, the creation of a new store, and every query the project asks: the finished
+child run with a given config hash, a sweep's or a study's parent run, a sweep's children, the best run of an
+experiment, a run's artifacts and its logged model. No other module builds an MLflow client.
+
+- **URI.** ``MLFLOW_TRACKING_URI`` wins over the config's ``logger.tracking_uri``; the default is a SQLite
+  file in the working folder (``sqlite:///mlflow.db``), made absolute so it names one file from any folder.
+- **New stores.** Processes that open a new SQLite store at the same moment (two Optuna workers, a joblib
+  sweep) would run the same schema migrations together and fail half-way ("table _alembic_tmp_... already
+  exists"): the schema is created under a file lock beside the database (:func:`schema_lock`). Database
+  servers serialise their own DDL.
+- **Experiments** are created as model-training experiments (tag ``mlflow.experimentKind`` =
+  ``custom_model_development``), so MLflow 3's UI opens them on their training runs, not on an empty GenAI
+  overview of traces.
+- **Parent runs** of sweeps and studies carry one tagging scheme: ``asc.parent`` (``sweep`` or ``study``) and
+  ``asc.parent.key`` (the sweep id or the study name). Children point at them with MLflow's own
+  ``mlflow.parentRunId`` tag, which the UI nests.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from asc.files import exclusive
+from asc.tracking.confusion import confusion_csv, plot_confusion
+
+#: The store used when neither ``MLFLOW_TRACKING_URI`` nor the config names one.
+DEFAULT_URI = "sqlite:///mlflow.db"
+#: ``mlflow.experimentKind`` of the project's experiments: model training (the UI then opens on the runs).
+EXPERIMENT_KIND = "custom_model_development"
+#: Tags of a parent run: its kind (``sweep`` or ``study``) and its key (sweep id, study name).
+PARENT_TAG = "asc.parent"
+PARENT_KEY_TAG = "asc.parent.key"
+#: MLflow's own tag that nests a run under its parent in the UI.
+PARENT_RUN_TAG = "mlflow.parentRunId"
+
+
+class TrackingError(RuntimeError):
+    """The store cannot be used as asked: no such store, run or artifact. The message names the store."""
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` wins; else ``uri`` (the config's), else :data:`DEFAULT_URI`.
+
+    ``mlflow.set_tracking_uri`` (which Lightning calls) exports that variable for the rest of the process:
+    code that uses several stores in one process (tests) clears it between them.
+    """
+    return os.environ.get("MLFLOW_TRACKING_URI") or uri or DEFAULT_URI
+
+
+def absolute_uri(uri: str) -> str:
+    """A relative ``sqlite:///file.db`` made absolute, naming the same file from any folder."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (MLflow's or Optuna's), else None."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def schema_lock(url: str) -> AbstractContextManager:
+    """An inter-process lock beside a SQLite database, held while a process creates or upgrades its schema.
+
+    Used for MLflow's store here and for Optuna's storage (:func:`asc.runs.tune.make_storage`). Other URLs
+    get no lock: database servers serialise their own DDL.
+    """
+    path = sqlite_file(url)
+    if path is None or not path.parent.is_dir():  # no file, or a folder that is missing: the store says so itself
+        return nullcontext()
+    return exclusive(f"{path}.lock", f"{path}: another process is creating its tables; waiting", timeout=600)
+
+
+def artifact_location(path: str | None) -> str | None:
+    """A local artifact folder as a ``file://`` URI (used only when an experiment is created)."""
+    return Path(path).resolve().as_uri() if path else None
+
+
+#: Stores whose schema this process has created or checked (one lock per store and process).
+_OPENED: set[str] = set()
+
+
+class TrackingStore:
+    """An MLflow tracking store (a SQLite file, a server, a folder) and the project's questions to it."""
+
+    def __init__(self, uri: str | None = None, explicit: bool = False) -> None:
+        """``uri``: the config's store (``MLFLOW_TRACKING_URI`` wins over it), or with ``explicit`` one the user named
+        on the command line (it wins over the variable)."""
+        self.uri = absolute_uri(uri if explicit and uri else resolve_uri(uri))
+
+    def __repr__(self) -> str:
+        return f"TrackingStore({self.uri!r})"
+
+    # -- the store itself -------------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        """False only for a SQLite store whose file is missing (opening it would create an empty store)."""
+        path = sqlite_file(self.uri)
+        return path is None or path.is_file()
+
+    @cached_property
+    def client(self) -> MlflowClient:
+        """The client, after the store's schema exists (created one process at a time)."""
+        if self.uri not in _OPENED:
+            with schema_lock(self.uri):
+                MlflowClient(self.uri).search_experiments(max_results=1)
+            _OPENED.add(self.uri)
+        return MlflowClient(self.uri, registry_uri=self.uri)
+
+    # -- experiments ------------------------------------------------------------------------------------------
+    def experiment(self, name: str, artifacts: str | None = None) -> str:
+        """The id of experiment ``name``, created if missing (as a model-training experiment, with ``artifacts``
+        as its artifact folder). Safe when several processes create it at once."""
+        found = self.client.get_experiment_by_name(name)
+        if found is None:
+            tags = {"mlflow.experimentKind": EXPERIMENT_KIND}
+            try:
+                return self.client.create_experiment(name, artifact_location=artifact_location(artifacts), tags=tags)
+            except MlflowException:  # created meanwhile by another process
+                found = self.client.get_experiment_by_name(name)
+                if found is None:
+                    raise
+        if "mlflow.experimentKind" not in found.tags:  # made before experiments carried their kind
+            self.client.set_experiment_tag(found.experiment_id, "mlflow.experimentKind", EXPERIMENT_KIND)
+        return found.experiment_id
+
+    # -- runs -------------------------------------------------------------------------------------------------
+    def logger(self, experiment: str, run_name: str, tags: Mapping[str, Any], artifacts: str | None = None,
+               run_id: str | None = None):
+        """Lightning's MLFlowLogger on this store: a new run of ``experiment`` (or the existing ``run_id``)."""
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        self.experiment(experiment, artifacts)  # created with its kind before Lightning looks it up
+        return MLFlowLogger(
+            experiment_name=experiment, run_name=run_name, tracking_uri=self.uri,
+            artifact_location=artifact_location(artifacts), tags={k: str(v) for k, v in tags.items()}, run_id=run_id,
+        )
+
+    def create_run(self, experiment_id: str, name: str, tags: Mapping[str, Any] | None = None,
+                   parent: str | None = None) -> str:
+        """A new RUNNING run (nested under ``parent`` if given); returns its id."""
+        tags = {k: str(v) for k, v in (tags or {}).items()}
+        if parent:
+            tags[PARENT_RUN_TAG] = parent
+        return self.client.create_run(experiment_id, run_name=name[:250], tags=tags).info.run_id
+
+    def get_run(self, run_id: str):
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException as err:
+            raise TrackingError(f"no MLflow run {run_id!r} in {self.uri}; check the id and the tracking URI "
+                                "(--tracking-uri or MLFLOW_TRACKING_URI)") from err
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status)
+
+    def reopen_run(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="RUNNING")
+
+    def delete_run(self, run_id: str) -> None:
+        self.client.delete_run(run_id)
+
+    @contextmanager
+    def failure_marked(self, run_id: str) -> Iterator[None]:
+        """A run that raises is marked KILLED (Ctrl-C, a pruned trial) or FAILED, with the error as a tag, so it
+        never stays RUNNING and a resumed sweep reruns it."""
+        try:
+            yield
+        except BaseException as err:
+            stopped = isinstance(err, KeyboardInterrupt) or type(err).__name__ == "TrialPruned"
+            self.client.set_tag(run_id, "error", f"{type(err).__name__}: {err}"[:5000])
+            self.end_run(run_id, "KILLED" if stopped else "FAILED")
+            raise
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        import time
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(run_id, metrics=items[i : i + 1000])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        self.client.log_text(run_id, text, path)
+
+    def log_artifact(self, run_id: str, path: str | Path, folder: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), folder)
+
+    def log_artifacts(self, run_id: str, folder: str | Path, into: str | None = None) -> None:
+        self.client.log_artifacts(run_id, str(folder), into)
+
+    def log_confusion(self, run_id: str, cm: np.ndarray, class_names: Sequence[str], stem: str = "confusion_test",
+                      title: str = "") -> None:
+        """``<stem>.csv`` and ``<stem>.png`` (rows true, columns predicted, class names on both axes)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            csv = Path(tmp) / f"{stem}.csv"
+            csv.write_text(confusion_csv(cm, class_names))
+            self.log_artifact(run_id, csv)
+            self.log_artifact(run_id, plot_confusion(cm, class_names, Path(tmp) / f"{stem}.png", title))
+
+    def download(self, run_id: str, path: str, dst: str | Path) -> Path:
+        """A run's artifact (file or folder) downloaded into ``dst``."""
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        try:
+            return Path(self.client.download_artifacts(run_id, path, str(dst)))
+        except (MlflowException, OSError) as err:
+            raise TrackingError(f"run {run_id} in {self.uri} has no artifact {path!r} ({err})") from err
+
+    # -- queries ----------------------------------------------------------------------------------------------
+    def search(self, experiment_ids: Sequence[str], filter_string: str = "", order_by: Sequence[str] = (),
+               max_results: int | None = None) -> list:
+        """Every run matching ``filter_string`` (all pages), in ``order_by`` order (newest first by default)."""
+        order = list(order_by) or ["attributes.start_time DESC"]
+        out, token = [], None
+        while True:
+            page = self.client.search_runs(list(experiment_ids), filter_string=filter_string, order_by=order,
+                                           max_results=min(max_results or 1000, 1000), page_token=token)
+            out.extend(page)
+            token = page.token
+            if not token or (max_results is not None and len(out) >= max_results):
+                return out[:max_results] if max_results is not None else out
+
+    def children(self, parent_run_id: str, filter_string: str = "") -> list:
+        """All child runs of a parent run, newest first."""
+        parent = self.get_run(parent_run_id)
+        query = f"tags.`{PARENT_RUN_TAG}` = '{parent_run_id}'" + (f" and {filter_string}" if filter_string else "")
+        return self.search([parent.info.experiment_id], query)
+
+    def finished_child(self, parent_run_id: str, config_hash: str):
+        """The newest FINISHED child of ``parent_run_id`` whose ``config_hash`` tag is ``config_hash``, or None."""
+        runs = self.children(parent_run_id, f"tags.config_hash = '{config_hash}' and attributes.status = 'FINISHED'")
+        return runs[0] if runs else None
+
+    def parents(self, experiment_id: str, kind: str, key: str) -> list:
+        """The parent runs of sweep/study ``key``, oldest first."""
+        query = f"tags.`{PARENT_TAG}` = '{kind}' and tags.`{PARENT_KEY_TAG}` = '{key}'"
+        return self.search([experiment_id], query, order_by=["attributes.start_time ASC"])
+
+    def open_parent(self, experiment_id: str, kind: str, key: str, name: str, resume: bool = True,
+                    tags: Mapping[str, Any] | None = None) -> tuple[str, bool]:
+        """The parent run of sweep/study ``key``: the newest existing one when ``resume`` (``(run_id, True)``),
+        else a new one (``(run_id, False)``).
+
+        Processes that start together may each create one: all of them then keep the oldest of the runs that
+        appeared meanwhile and delete their own, so they share one parent.
+        """
+        before = self.parents(experiment_id, kind, key)
+        if resume and before:
+            return before[-1].info.run_id, True
+        mine = self.create_run(experiment_id, name, {PARENT_TAG: kind, PARENT_KEY_TAG: key, **(tags or {})})
+        known = {r.info.run_id for r in before}
+        rivals = [r.info.run_id for r in self.parents(experiment_id, kind, key) if r.info.run_id not in known]
+        if resume and rivals and rivals[0] != mine:
+            self.delete_run(mine)
+            return rivals[0], True
+        return mine, False
+
+    def best_run(self, experiment: str, metric: str = "best_val/acc", sweep: str | None = None) -> str:
+        """Id of the finished run with the highest ``metric`` in ``experiment`` (optionally one sweep's runs)."""
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            raise TrackingError(f"no MLflow experiment named {experiment!r} in {self.uri}")
+        filters = ["attributes.status = 'FINISHED'"] + ([f"tags.sweep = '{sweep}'"] if sweep else [])
+        runs = self.search([exp.experiment_id], " and ".join(filters), [f"metrics.`{metric}` DESC"], max_results=1)
+        if not runs or metric not in runs[0].data.metrics:
+            raise TrackingError(f"experiment {experiment!r} has no finished run"
+                                f"{' of sweep ' + sweep if sweep else ''} with metric {metric!r}")
+        return runs[0].info.run_id
+
+    # -- models -----------------------------------------------------------------------------------------------
+    def logged_model_id(self, run_id: str, name: str) -> str:
+        """The id of the model ``name`` that run ``run_id`` logged."""
+        run = self.get_run(run_id)
+        models = self.client.search_logged_models(
+            experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}' and name = '{name}'",
+        )
+        if not models:
+            raise TrackingError(f"run {run_id} has no logged model {name!r} (trained before asc packaged its models?); "
+                                "retrain it")
+        return models[0].model_id
+
+    def register(self, run_id: str, model_name: str, name: str):
+        """Register the model ``model_name`` logged by run ``run_id`` as a new version of ``name``."""
+        import mlflow
+
+        model_id = self.logged_model_id(run_id, model_name)
+        with self.fluent():
+            return mlflow.register_model(f"models:/{model_id}", name, tags={"run_id": run_id})
+
+    def download_model(self, uri: str, dst: str | Path) -> Path:
+        """A ``models:/...`` (or ``runs:/...``) URI downloaded into ``dst``."""
+        import mlflow
+
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=self.uri,
+                                                        registry_uri=self.uri)
+        except MlflowException as err:
+            raise TrackingError(f"{uri}: no such registered model in {self.uri} ({err.message})") from err
+        return Path(local)
+
+    @contextmanager
+    def fluent(self) -> Iterator[None]:
+        """MLflow's fluent API (``mlflow.*``) on this store for a while. ``mlflow.set_tracking_uri`` also sets
+        ``MLFLOW_TRACKING_URI`` in the environment, which would outlive the call: it is put back afterwards."""
+        import mlflow
+
+        before = os.environ.get("MLFLOW_TRACKING_URI")
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_registry_uri(self.uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(before)
+            if before is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)

@@ -109,9 +109,9 @@ class SceneClassifier(L.LightningModule):
             return x.float(), y
         x, y = batch
         if self.trainer is not None and self.trainer.training:
-            x = augment.train_batch(x, hp.window_frames, hp.image_size, hp.mask, hp.channels_last)
+            x = augment.train_batch(x, hp.window_frames, hp.image_size, hp.mask, hp.channels_last, self.net.norm)
         else:
-            x = augment.eval_batch(x, hp.window_frames, hp.image_size, hp.eval_windows, hp.channels_last)
+            x = augment.eval_batch(x, hp.window_frames, hp.image_size, hp.eval_windows, hp.channels_last, self.net.norm)
         return x, y
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:

@@ -95,7 +95,7 @@ def _requirements() -> list[str]:
     from importlib.metadata import version
 
     pins = []
-    for dist in ("torch", "torchvision", "lightning", "torchmetrics", "numpy", "pandas", "librosa", "soundfile", "mlflow"):
+    for dist in ("torch", "torchvision", "timm", "lightning", "torchmetrics", "numpy", "pandas", "librosa", "soundfile", "mlflow"):
         pins.append(f"{dist}=={version(dist).split('+')[0]}")
     return pins
 

@@ -110,7 +110,7 @@ def test_safe_path_refuses_escapes(tmp_path):
 
 def test_read_folder_columns(tmp_path):
     for i in range(4):
-        sf.write(tmp_path / f"{i}.wav", np.zeros(800, "float32"), 8000)
+        sf.write(tmp_path / f"{i}.wav", np.full(800, i / 10, "float32"), 8000)  # distinct: copies would share a group
     (tmp_path / "labels.csv").write_text(
         "filename,label,group,split,fold\n0.wav,dog,g1,train,1\n1.wav,cat,g1,Validation,2\n2.wav,dog,g2,test,1\n3.wav,cat,,,\n"
     )

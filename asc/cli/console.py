@@ -15,6 +15,7 @@ NOISE = (
     r".*Add type hints to the `predict` method",  # the pyfunc's signature is given explicitly
     r"n_fft=.* is too large for input signal",  # librosa's CQT on a short clip: the image is still computed
     r".*Checkpoint directory .* exists and is not empty",  # one folder per run; a resumed run reuses it
+    r"Found \d+ module\(s\) in eval mode at the start of training",  # the frozen backbone, on purpose
 )
 #: Lightning's log lines that advertise other products.
 ADVERTS = ("💡 Tip:", "litlogger", "litmodels")

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     try:
-        df, layout = scan_tau(a.root) if a.kind == "tau" else scan_folder(a.root, a.labels_csv)
+        df, layout = scan_tau(a.root, copies=True) if a.kind == "tau" else scan_folder(a.root, a.labels_csv)
     except DatasetError as err:
         print(f"ERROR {err}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -7,7 +7,7 @@ torch's generator on that device (seeded by Lightning's ``seed_everything``).
 Reference semantics: a time window of ``window`` seconds over the full height is cut at a uniform
 random position and resized (bicubic) to ``size x size``; a frequency band of height uniform in
 ``[0, mask * size]`` at a uniform position, spanning the whole width, is filled with mid-grey (127);
-grey is copied to 3 channels and normalised with ImageNet's mean and std.
+grey is copied to 3 channels and normalised with ImageNet's mean and std (or the backbone's own ``norm``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import torch.nn.functional as F
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MASK_FILL = 127.0
+#: ``(mean, std)`` per channel on the 0..1 scale (a backbone's ``norm``).
+Norm = tuple[tuple[float, ...], tuple[float, ...]]
 
 
 def crop(x: torch.Tensor, offsets: torch.Tensor, width: int) -> torch.Tensor:
@@ -94,13 +96,15 @@ def band_mask(
     return torch.where(band.unsqueeze(2), torch.as_tensor(fill, dtype=x.dtype, device=x.device), x)
 
 
-def to_network(x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
-    """``[B, H, W]`` grey 0..255 -> ``[B, 3, H, W]`` ImageNet-normalised float, in one pass.
+def to_network(x: torch.Tensor, channels_last: bool = False, norm: Norm | None = None) -> torch.Tensor:
+    """``[B, H, W]`` grey 0..255 -> ``[B, 3, H, W]`` normalised float, in one pass.
 
-    ``(x / 255 - mean_c) / std_c`` is computed as ``x * scale_c + bias_c``; with ``channels_last`` the
-    result is laid out as the channels-last convolutions want it (no extra copy in the network).
+    ``norm``: ``(mean, std)`` per channel on the 0..1 scale, what the backbone's weights expect (its ``norm``);
+    ``None``: ImageNet's. ``(x / 255 - mean_c) / std_c`` is computed as ``x * scale_c + bias_c``; with
+    ``channels_last`` the result is laid out as the channels-last convolutions want it (no extra copy in the network).
     """
-    bias, scale = _imagenet_affine(str(x.device))
+    mean, std = norm or (IMAGENET_MEAN, IMAGENET_STD)
+    bias, scale = _affine(str(x.device), tuple(mean), tuple(std))
     B, H, W = x.shape
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((B, 3, H, W), device=x.device, memory_format=fmt)
@@ -108,17 +112,19 @@ def to_network(x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
 
 
 @lru_cache(maxsize=8)
-def _imagenet_affine(device: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _affine(device: str, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """``(bias, scale)`` ``[1, 3, 1, 1]`` with ``(x / 255 - mean) / std = x * scale + bias``, made once per device."""
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (-mean / std).to(device), (1.0 / (255.0 * std)).to(device)
+    m = torch.tensor(mean).view(1, 3, 1, 1)
+    s = torch.tensor(std).view(1, 3, 1, 1)
+    return (-m / s).to(device), (1.0 / (255.0 * s)).to(device)
 
 
-def train_batch(x: torch.Tensor, width: int, size: int, mask: float, channels_last: bool = False) -> torch.Tensor:
+def train_batch(
+    x: torch.Tensor, width: int, size: int, mask: float, channels_last: bool = False, norm: Norm | None = None
+) -> torch.Tensor:
     """Training input ``[B, 3, size, size]`` from images ``[B, H, W]``: random window, resize, band mask."""
     offsets = random_offsets(x.shape[0], x.shape[2], width, x.device)
-    return to_network(band_mask(resize(crop(x, offsets, width), size), mask), channels_last)
+    return to_network(band_mask(resize(crop(x, offsets, width), size), mask), channels_last, norm)
 
 
 def eval_starts(frames: int, width: int, windows: str = "centre", device: torch.device | str = "cpu") -> torch.Tensor:
@@ -138,10 +144,12 @@ def windows_at(x: torch.Tensor, starts: torch.Tensor, width: int, size: int) -> 
     return resize(crops, size).view(B, n, size, size)
 
 
-def eval_batch(x: torch.Tensor, width: int, size: int, windows: str = "centre", channels_last: bool = False) -> torch.Tensor:
+def eval_batch(
+    x: torch.Tensor, width: int, size: int, windows: str = "centre", channels_last: bool = False, norm: Norm | None = None
+) -> torch.Tensor:
     """Evaluation input ``[B, n, 3, size, size]``: the centre window (n = 1), or ``"cover"`` windows."""
     B = x.shape[0]
     starts = eval_starts(x.shape[2], width, windows, x.device)
     n = starts.numel()
     views = windows_at(x, starts, width, size).flatten(0, 1)
-    return to_network(views, channels_last).view(B, n, 3, size, size)
+    return to_network(views, channels_last, norm).view(B, n, 3, size, size)

@@ -3,8 +3,15 @@
 Everything downstream works on one table with the columns
 ``filename`` (relative to the dataset root), ``label``, ``city``, ``location`` (the recording location,
 the unit that must not straddle splits), ``fold1`` (TAU's official fold: ``train``/``evaluate``/``None``),
-``given`` (a folder's own ``split`` column: ``train``/``val``/``test``/``None``) and ``fold`` (a folder's
-``fold`` column or ``None``).
+``given`` (a folder's own ``split`` column: ``train``/``val``/``test``/``None``), ``fold`` (a folder's
+``fold`` column or ``None``) and ``duplicate_of`` (for a byte-identical copy of another file of the table: the
+first file of its group of copies, by name; ``None`` for the others).
+
+Copies: real collections hold the same recording under several names. :func:`find_copies` finds byte-identical
+files (by size, then a hash of their start, then of the whole file); :func:`mark_copies` fills ``duplicate_of``
+and merges the recording locations that share a copy into one, so location-disjoint splits keep the copies
+together; :func:`asc.data.splits.make_split` keeps them in one part in the by-file splits too. Folder datasets are
+checked when read; a TAU table only by ``asc verify`` (14400 files of 2.9 MB, none of them copies).
 
 :func:`scan_tau` and :func:`scan_folder` read the metadata and collect every problem they find in a
 :class:`Layout` without stopping; :func:`read_tau` / :func:`read_folder` raise on the errors among them and
@@ -15,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import logging
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -31,7 +40,9 @@ log = logging.getLogger(__name__)
 #: Values of a folder dataset's ``split`` column, and what they mean.
 GIVEN_PARTS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 #: Columns of the table every reader returns.
-COLUMNS = ["filename", "label", "city", "location", "fold1", "given", "fold"]
+COLUMNS = ["filename", "label", "city", "location", "fold1", "given", "fold", "duplicate_of"]
+#: Bytes compared (hashed) at the start of equally sized files before hashing them whole.
+HEAD_BYTES = 1 << 16
 
 
 class DatasetError(ValueError):
@@ -60,6 +71,8 @@ class Layout:
     missing: list[str] = field(default_factory=list)  # listed, not on disk
     extra: list[str] = field(default_factory=list)  # on disk, not listed
     setup: list[str] = field(default_factory=list)  # evaluation_setup/ inconsistencies
+    copies: list[tuple[list[str], list[str]]] = field(default_factory=list)  # (byte-identical files, their labels)
+    no_group: bool = False  # a folder table without a 'group' column
 
     @property
     def errors(self) -> list[str]:
@@ -77,9 +90,23 @@ class Layout:
 
     @property
     def warnings(self) -> list[str]:
-        if not self.extra:
-            return []
-        return [_listing(f"{len(self.extra)} extra audio file(s) not listed in the metadata (ignored)", self.extra)]
+        out = []
+        if self.extra:
+            out.append(_listing(f"{len(self.extra)} extra audio file(s) not listed in the metadata (ignored)", self.extra))
+        if self.copies:
+            lines = [" = ".join(names) + (f" (labels differ: {', '.join(labels)})" if len(labels) > 1 else "")
+                     for names, labels in self.copies]
+            out.append(_listing(
+                f"{len(self.copies)} group(s) of byte-identical audio files ({sum(len(g) for g, _ in self.copies)} "
+                "files): each group is one recording, kept in one part of every split (except data.split=given) and "
+                "counted as leakage across train and test; delete the copies you do not want", lines))
+        if self.no_group:
+            out.append(
+                "the table has no 'group' column, so every file is its own group: slices or takes of one recording "
+                "can land in train and test (leakage the splits cannot see). Add a column 'group' naming each "
+                "file's recording, session or location"
+            )
+        return out
 
     def raise_errors(self) -> None:
         if self.errors:
@@ -160,6 +187,85 @@ def _check_files(root: Path, df: pd.DataFrame, layout: Layout) -> None:
     )
 
 
+def _digest(path: Path, limit: int | None = None) -> str:
+    """sha1 of the file's first ``limit`` bytes (all of it when None), read in 1 MiB blocks."""
+    h = hashlib.sha1()
+    left = limit
+    with open(path, "rb") as f:
+        while left is None or left > 0:
+            block = f.read(1 << 20 if left is None else min(1 << 20, left))
+            if not block:
+                break
+            h.update(block)
+            if left is not None:
+                left -= len(block)
+    return h.hexdigest()
+
+
+def find_copies(root: Path, names: Iterable[str]) -> list[list[str]]:
+    """Groups of byte-identical files among ``names`` (each group sorted, groups sorted by their first name).
+
+    Only files of equal size are compared: first by the sha1 of their first :data:`HEAD_BYTES`, then, where those
+    agree, of the whole file, so a folder of distinct recordings costs one stat per file and little reading.
+    Missing and empty files are left out (they are reported as such).
+    """
+    by_size: dict[int, list[str]] = defaultdict(list)
+    for name in names:
+        path = safe_path(root, name)
+        if path.is_file() and (size := path.stat().st_size) > 0:
+            by_size[size].append(name)
+    groups = []
+    for size, same in by_size.items():
+        if len(same) < 2:
+            continue
+        candidates: dict[str, list[str]] = defaultdict(list)
+        for name in same:
+            candidates[_digest(safe_path(root, name), HEAD_BYTES)].append(name)
+        for heads in candidates.values():
+            if len(heads) < 2:
+                continue
+            if size <= HEAD_BYTES:
+                groups.append(sorted(heads))
+                continue
+            whole: dict[str, list[str]] = defaultdict(list)
+            for name in heads:
+                whole[_digest(safe_path(root, name))].append(name)
+            groups += [sorted(g) for g in whole.values() if len(g) > 1]
+    return sorted(groups)
+
+
+def mark_copies(df: pd.DataFrame, groups: list[list[str]]) -> pd.DataFrame:
+    """``df`` with ``duplicate_of`` filled from ``groups`` (see :func:`find_copies`) and the recording locations
+    that share a copy merged into one (named after the smallest), so no split can put copies in two parts by
+    location; a copy's location is its whole group's."""
+    df = df.copy()
+    first = {name: group[0] for group in groups for name in group}
+    df["duplicate_of"] = pd.Series([first.get(n) for n in df["filename"]], index=df.index, dtype=object)
+    parent: dict[str, str] = {}
+
+    def root_of(loc: str) -> str:
+        while parent.get(loc, loc) != loc:
+            loc = parent[loc]
+        return loc
+
+    location = dict(zip(df["filename"], df["location"].astype(str), strict=True))
+    for group in groups:
+        roots = sorted({root_of(location[n]) for n in group if n in location})
+        for other in roots[1:]:
+            parent[other] = roots[0]  # every root is the smallest name of its merged set
+    df["location"] = [root_of(str(loc)) for loc in df["location"]]
+    return df
+
+
+def _copies(root: Path, df: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+    """Find the byte-identical files of ``df``, note them in ``layout`` and mark them in the table."""
+    missing = set(layout.missing)
+    groups = find_copies(root, [n for n in df["filename"] if n not in missing])
+    labels = dict(zip(df["filename"], df["label"], strict=True))
+    layout.copies = [(group, sorted({labels[n] for n in group})) for group in groups]
+    return mark_copies(df, groups)
+
+
 def _root(root: str | Path) -> Path:
     root = Path(root)
     if not root.is_dir():
@@ -170,11 +276,12 @@ def _root(root: str | Path) -> Path:
     return root
 
 
-def scan_tau(root: str | Path, check_files: bool = True) -> tuple[pd.DataFrame, Layout]:
+def scan_tau(root: str | Path, check_files: bool = True, copies: bool = False) -> tuple[pd.DataFrame, Layout]:
     """Read a TAU 2019 development set (real or synthetic) and collect its problems.
 
     Returns the table of the usable rows (sorted by file name) and the :class:`Layout` report. Raises
-    :class:`DatasetError` only for a missing folder or an unusable ``meta.csv``.
+    :class:`DatasetError` only for a missing folder or an unusable ``meta.csv``. ``copies``: look for
+    byte-identical audio files (off by default: ``asc verify`` does it).
     """
     root = _root(root)
     layout = Layout(root)
@@ -195,7 +302,7 @@ def scan_tau(root: str | Path, check_files: bool = True) -> tuple[pd.DataFrame, 
         records.append((row["filename"], row["scene_label"], city, row["identifier"]))
     layout.unknown_labels = dict(unknown)
     df = pd.DataFrame(records, columns=COLUMNS[:4])
-    df["fold1"] = df["given"] = df["fold"] = None
+    df["fold1"] = df["given"] = df["fold"] = df["duplicate_of"] = None
     setup = root / "evaluation_setup"
     seen_in: dict[str, str] = {}
     for part in ("train", "evaluate"):
@@ -216,21 +323,27 @@ def scan_tau(root: str | Path, check_files: bool = True) -> tuple[pd.DataFrame, 
         df.loc[df["filename"].isin(names), "fold1"] = part
     if check_files:
         _check_files(root, df, layout)
+        if copies:
+            df = _copies(root, df, layout)
     return _finish(df), layout
 
 
-def scan_folder(root: str | Path, csv_name: str = "labels.csv", check_files: bool = True) -> tuple[pd.DataFrame, Layout]:
+def scan_folder(
+    root: str | Path, csv_name: str = "labels.csv", check_files: bool = True, copies: bool = True
+) -> tuple[pd.DataFrame, Layout]:
     """Bring-your-own recordings: ``root/<csv_name>`` with ``filename,label`` and optional columns.
 
     Optional columns: ``group`` (recording location or session: files of one group never straddle
     train and test in the ``grouped``/``fold`` splits; default: each file its own group), ``city``
     (the splits stratify by label and city; default: one city), ``split`` (``train``/``val``/``test``,
     used by ``data.split=given``), ``fold`` (any fold names, used by ``data.split=fold``).
+    With ``check_files`` and ``copies``, byte-identical files are found and marked (see :func:`mark_copies`).
     """
     root = _root(root)
     layout = Layout(root)
     table = root / csv_name
     rows, layout.malformed = _read_rows(table, ",", ["filename", "label"])
+    layout.no_group = bool(rows) and "group" not in rows[0]
     rows = _check_names(root, csv_name, rows, layout)
     records = []
     for row in rows:
@@ -242,18 +355,20 @@ def scan_folder(root: str | Path, csv_name: str = "labels.csv", check_files: boo
             continue
         records.append((
             row["filename"], row["label"], row.get("city") or "all", row.get("group") or row["filename"], None,
-            GIVEN_PARTS[given.lower()] if given else None, row.get("fold") or None,
+            GIVEN_PARTS[given.lower()] if given else None, row.get("fold") or None, None,
         ))
     df = pd.DataFrame(records, columns=COLUMNS)
     if check_files:
         _check_files(root, df, layout)
+        if copies:
+            df = _copies(root, df, layout)
     return _finish(df), layout
 
 
 def _finish(df: pd.DataFrame) -> pd.DataFrame:
     """Sorted by file name; optional columns as objects with ``None`` where absent (not NaN)."""
     df = df.sort_values("filename", kind="stable").reset_index(drop=True)
-    for col in ("fold1", "given", "fold"):
+    for col in ("fold1", "given", "fold", "duplicate_of"):
         df[col] = pd.Series([None if pd.isna(v) else v for v in df[col]], index=df.index, dtype=object)
     return df
 
@@ -358,7 +473,7 @@ def summary(root: Path, df: pd.DataFrame, layout: Layout, kind: str = "tau", pro
 
 def split_lines(df: pd.DataFrame, kind: str = "tau", seed: int = 42) -> list[str]:
     """One line per split this dataset supports: its sizes and leakage (share of test clips whose recording
-    location is also in training)."""
+    location, or a byte-identical copy, is also in training)."""
     from asc.data.splits import PARTS, leakage, make_split
 
     names = ["paper", "grouped"] + (["fold1"] if kind == "tau" else []) + (["given"] if df["given"].notna().any() else [])

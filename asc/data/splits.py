@@ -9,6 +9,10 @@
 - ``fold`` (folder datasets): the table's ``fold`` column; ``test_fold`` is the test set, the other folds
   are split into train and validation by location (group), as ``fold1``.
 
+Copies: byte-identical files (the table's ``duplicate_of`` column, see :func:`asc.data.dataset.mark_copies`) are one
+recording: every split but ``given`` keeps them in the part of their group's first file, and :func:`leakage`
+counts a test clip with a copy in training as leaked.
+
 Determinism: every random draw is seeded by the split seed and the group's name (label, city), and every
 group is taken in sorted order, so the split depends on the table's content only, not on its row order.
 """
@@ -128,26 +132,51 @@ def make_split(
     """The split called ``name`` as a Series of ``train``/``val``/``test`` (``None`` for unused files)."""
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise ValueError(f"data.fractions: {list(fractions)} must be three non-negative numbers summing to 1")
-    if name == "paper":
-        return paper_split(df, seed, fractions)
-    if name == "grouped":
-        return grouped_split(df, seed, fractions)
-    val_fraction = fractions[1] / (fractions[0] + fractions[1])
-    if name == "fold1":
-        return fold1_split(df, seed, val_fraction)
-    if name == "fold":
-        return fold_split(df, test_fold, seed, val_fraction)
     if name == "given":
-        return given_split(df)
-    raise ValueError(f"data.split: {name!r} is not one of {list(SPLITS)}")
+        return given_split(df)  # the table's own choice, copies included (asc verify reports them)
+    val_fraction = fractions[1] / (fractions[0] + fractions[1])
+    if name == "paper":
+        part = paper_split(df, seed, fractions)
+    elif name == "grouped":
+        part = grouped_split(df, seed, fractions)
+    elif name == "fold1":
+        part = fold1_split(df, seed, val_fraction)
+    elif name == "fold":
+        part = fold_split(df, test_fold, seed, val_fraction)
+    else:
+        raise ValueError(f"data.split: {name!r} is not one of {list(SPLITS)}")
+    return keep_copies_together(df, part)
+
+
+def _copy_key(df: pd.DataFrame) -> pd.Series:
+    """One name per recording: the first file of its group of copies, or the file itself."""
+    if "duplicate_of" not in df.columns:
+        return df["filename"]
+    return df["duplicate_of"].where(df["duplicate_of"].notna(), df["filename"])
+
+
+def keep_copies_together(df: pd.DataFrame, part: pd.Series) -> pd.Series:
+    """``part`` with every byte-identical copy moved to the part of its group's first file."""
+    if "duplicate_of" not in df.columns or df["duplicate_of"].isna().all():
+        return part
+    of_file = pd.Series(part.to_numpy(), index=df["filename"].to_numpy())
+    key = _copy_key(df)
+    known = key.isin(of_file.index)
+    out = part.copy()
+    out[known] = of_file[key[known]].to_numpy()
+    return out
 
 
 def leakage(df: pd.DataFrame, part: pd.Series, held_out: str = "test") -> float:
-    """Share of ``held_out`` clips (test, or val) whose recording location also appears in training (0 for a clean
-    split)."""
-    train_locations = set(df.loc[part == "train", "location"])
-    test = df.loc[part == held_out, "location"]
-    return float(test.isin(train_locations).mean()) if len(test) else 0.0
+    """Share of ``held_out`` clips (test, or val) whose recording location, or a byte-identical copy, also appears
+    in training (0 for a clean split)."""
+    train, test = part == "train", part == held_out
+    if not test.any():
+        return 0.0
+    leaked = df.loc[test, "location"].isin(set(df.loc[train, "location"]))
+    key = _copy_key(df)
+    leaked |= key[test].isin(set(key[train]))
+    return float(leaked.mean())
 
 
 def check_classes(df: pd.DataFrame, part: pd.Series) -> None:

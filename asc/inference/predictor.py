@@ -146,7 +146,7 @@ class Predictor:
         with torch.inference_mode():
             for chunk in starts.split(self.batch_size):
                 crops = augment.crop(x.expand(chunk.numel(), -1, -1), chunk, self.window_frames)
-                batch = augment.to_network(augment.resize(crops, self.image_size))
+                batch = augment.to_network(augment.resize(crops, self.image_size), norm=self.module.net.norm)
                 out.append(self.module(batch).float().softmax(-1).cpu())
         return torch.cat(out).numpy()
 

@@ -98,21 +98,26 @@ def training_views(
     masks: int = 1,
     generator: torch.Generator | None = None,
     channels_last: bool = False,
+    norm: augment.Norm | None = None,
 ) -> torch.Tensor:
     """Network inputs ``[B, V, 3, size, size]`` for images ``[B, H, W]``: ``V = K`` windows, or ``K * masks``
     when ``mask > 0`` (view ``k * masks + m`` is window ``k`` with its ``m``-th band, drawn from ``generator``).
+    ``norm``: the backbone's input normalisation (see :func:`asc.data.augment.to_network`).
     """
     B = images.shape[0]
     win = augment.windows_at(images, starts, width, size)  # [B, K, S, S]
     if mask > 0:
         win = augment.band_mask(win.repeat_interleave(masks, 1).flatten(0, 1), mask, generator=generator)
-    x = augment.to_network(win.reshape(-1, size, size), channels_last)
+    x = augment.to_network(win.reshape(-1, size, size), channels_last, norm)
     return x.view(B, -1, 3, size, size)
 
 
-def eval_views(images: torch.Tensor, width: int, size: int, windows: str = "centre", channels_last: bool = False) -> torch.Tensor:
+def eval_views(
+    images: torch.Tensor, width: int, size: int, windows: str = "centre", channels_last: bool = False,
+    norm: augment.Norm | None = None,
+) -> torch.Tensor:
     """Network inputs ``[B, n, 3, size, size]`` of the evaluation windows (what the full path evaluates)."""
-    return augment.eval_batch(images, width, size, windows, channels_last)
+    return augment.eval_batch(images, width, size, windows, channels_last, norm)
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -294,13 +299,14 @@ def _compute(
 
     def train_views(lo: int, hi: int) -> torch.Tensor:
         x = images["train"][lo:hi].to(device, non_blocking=True)
-        return training_views(x, starts, width, size, mask, cfg.masks, gen, channels_last)
+        return training_views(x, starts, width, size, mask, cfg.masks, gen, channels_last, net.norm)
 
     n_eval = augment.eval_starts(frames, width, eval_windows).numel()
     banks = {"train": bank("train", train_views, views)}
     for part in ("val", "test"):
         banks[part] = bank(
-            part, lambda lo, hi, p=part: eval_views(images[p][lo:hi].to(device), width, size, eval_windows, channels_last), n_eval
+            part, lambda lo, hi, p=part: eval_views(images[p][lo:hi].to(device), width, size, eval_windows, channels_last,
+                                                    net.norm), n_eval
         )
     return banks
 

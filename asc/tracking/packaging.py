@@ -74,7 +74,7 @@ def slim_checkpoint(ckpt_path: str | Path, dst: str | Path) -> Path:
 def _requirements() -> list[str]:
     """Pinned requirements of the pyfunc (given explicitly: MLflow's inference would import the model in a subprocess)."""
     pins = []
-    for dist in ("torch", "torchvision", "lightning", "torchmetrics", "numpy", "pandas", "librosa", "soundfile", "mlflow"):
+    for dist in ("torch", "torchvision", "timm", "lightning", "torchmetrics", "numpy", "pandas", "librosa", "soundfile", "mlflow"):
         pins.append(f"{dist}=={version(dist).split('+')[0]}")
     return pins
 

@@ -4,6 +4,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
+export UV  # tests build and install the wheel with it (tests/test_wheel.py)
 
 .PHONY: help install demo test test-fast tune ui clean grid report
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,6 @@ def exclusive(lock_path: str | Path, waiting: str = "", timeout: float = -1) -> 
 
     ``timeout``: seconds to wait before ``filelock.Timeout`` is raised (-1: for ever).
     """
-    from filelock import FileLock, Timeout
-
     lock = FileLock(str(lock_path))
     try:
         lock.acquire(timeout=0)

@@ -141,12 +141,22 @@ def test_config_hash_ignores_paths_workers_logging_and_number_spelling():
     assert config_hash(base_cfg(seed=2), drop=("seed",)) == config_hash(base_cfg(), drop=("seed",))
 
 
-def test_folder_name_exclusions_are_left_out_of_the_identity_too():
-    cfg = OmegaConf.load(REPO / "conf" / "config.yaml")
-    excluded = cfg.hydra.job.config.override_dirname.exclude_keys
-    for key in excluded:
-        if not key.startswith("hydra"):
-            assert any(key == k or key.startswith(k + ".") for k in NOT_SCIENCE), key
+def test_one_non_science_list_serves_folder_names_and_identity():
+    """Each key of the one list (in conf/config.yaml) exists, and overriding it changes neither the run's identity
+    hash nor Hydra's sweep folder name; a scientific key changes both."""
+    assert NOT_SCIENCE == tuple(OmegaConf.load(REPO / "conf" / "config.yaml").hydra.job.config.override_dirname.exclude_keys)
+    base = compose([])
+    for key in NOT_SCIENCE:
+        value = OmegaConf.select(base, key, default="__missing__")
+        assert value != "__missing__", f"{key}: not a setting of the composed config (a typo in exclude_keys?)"
+        if OmegaConf.is_config(value):
+            continue  # a group: its leaves are listed too
+        new = (not value) if isinstance(value, bool) else (value + 1) if isinstance(value, (int, float)) else "elsewhere"
+        cfg = compose([f"{key}={new}"])
+        assert config_hash(cfg) == config_hash(base), key
+        assert cfg.hydra.job.override_dirname == "", key
+    science = compose(["model.lr=0.01"])
+    assert config_hash(science) != config_hash(base) and science.hydra.job.override_dirname == "model.lr=0.01"
 
 
 # -- configs --------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from asc.runs.train import run_name
+from asc.tracking.store import TrackingStore
 from conftest import REPO, TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
@@ -271,12 +272,21 @@ def test_mlflow_ui_shows_the_sweep(store, mlflow_server):
     listed = get_json(f"{base}/api/2.0/mlflow/artifacts/list?run_id={kids[0].info.run_id}")
     assert "confusion_test.csv" in {f["path"] for f in listed["files"]}
 
+    # a model-training experiment (MLflow 3 would otherwise treat it as GenAI and open on an empty trace overview)
+    tags = get_json(f"{base}/api/2.0/mlflow/experiments/get?experiment_id={exp}")["experiment"]["tags"]
+    assert {"key": "mlflow.experimentKind", "value": "custom_model_development"} in tags
+
     SCREENSHOTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 2200, "height": 1100})
             page.set_default_timeout(90_000)
+            # the page a user lands on from the link a run prints: the experiment's training runs
+            page.goto(TrackingStore(base, explicit=True).ui_url(exp))
+            page.get_by_text(parent.info.run_name).first.wait_for()  # the training runs, the parent listed
+            assert "/runs" in page.url and "workflowType=machine_learning" in page.url, page.url
+            page.screenshot(path=str(SCREENSHOTS / "mlflow-ui-landing.png"))
             page.goto(f"{base}/#/experiments/{exp}/runs")
             page.get_by_text(parent.info.run_name).first.wait_for()  # the parent run is listed
             close = page.get_by_role("button", name="Close", exact=True)  # the assistant side panel, if shown

@@ -16,6 +16,8 @@ NOISE = (
     r"n_fft=.* is too large for input signal",  # librosa's CQT on a short clip: the image is still computed
     r".*Checkpoint directory .* exists and is not empty",  # one folder per run; a resumed run reuses it
     r"Found \d+ module\(s\) in eval mode at the start of training",  # the frozen backbone, on purpose
+    r"You have overridden `on_after_batch_transfer`",  # the augmentation is the module's, on purpose
+    r"The `srun` command is available on your system but is not used",  # a local run on a SLURM login node
 )
 #: Lightning's log lines that advertise other products.
 ADVERTS = ("💡 Tip:", "litlogger", "litmodels")

@@ -123,8 +123,6 @@ class Predictor:
 
     def eval_starts(self, frames: int) -> np.ndarray:
         """The evaluation windows of the model (those of :func:`asc.data.augment.eval_batch`)."""
-        from asc.data import augment
-
         return augment.eval_starts(frames, self.window_frames, self.eval_windows).numpy()
 
     def hop_frames(self, hop: float | None) -> int:
@@ -136,10 +134,6 @@ class Predictor:
     # -- inference -----------------------------------------------------------------------------------------
     def window_probs(self, image: np.ndarray, starts: Sequence[int]) -> np.ndarray:
         """Class probabilities ``[n, C]`` of the windows of ``image`` ``[H, W]`` uint8 starting at ``starts``."""
-        import torch
-
-        from asc.data import augment
-
         x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).unsqueeze(0)
         starts = torch.as_tensor(np.asarray(starts, dtype=np.int64), device=self.device)
         out = []

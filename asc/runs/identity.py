@@ -113,27 +113,29 @@ def leaves(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def paper_settings() -> dict[str, Any]:
-    """Every scientific setting of the paper's setup, dotted (``features.fmin``: 10.0, ...)."""
+def paper_settings(normalise: bool = True) -> dict[str, Any]:
+    """Every scientific setting of the paper's setup, dotted (``features.fmin``: 10.0, ...); numbers as floats
+    unless ``normalise`` is false."""
     out: dict[str, Any] = {}
     for group, option in paper_groups().items():
         node = OmegaConf.load(CONFIG_DIR / group / f"{option}.yaml")
         node = {k: v for k, v in OmegaConf.to_container(node, resolve=False).items() if k != "defaults"}
         out.update({k: v for k, v in leaves(node, f"{group}.").items() if not excluded(k)})
-    return _normalise(out)
+    return _normalise(out) if normalise else out
 
 
 def paper_differences(cfg: DictConfig | Mapping[str, Any]) -> list[str]:
     """How a run's settings differ from the paper's setup, e.g. ``["data.synthetic: synthetic scenes, not TAU
     2019", "model.backbone: 'small_cnn' (paper: 'vgg16')"]``; empty for the faithful setup."""
     run = leaves(scientific(cfg))
+    shown = leaves(plain(cfg))  # as the user wrote them (5, not 5.0)
     out = []
     if run.get("data.synthetic") is not None or any(k.startswith("data.synthetic.") for k in run):
         out.append("data: synthetic scenes, not TAU 2019")
+    raw = paper_settings(normalise=False)
     for key, want in paper_settings().items():
         if key == "data.synthetic":
             continue
-        have = run.get(key, "(not set)")
-        if have != want:
-            out.append(f"{key}: {have!r} (paper: {want!r})")
+        if run.get(key, "(not set)") != want:
+            out.append(f"{key}: {shown.get(key, '(not set)')!r} (paper: {raw[key]!r})")
     return out

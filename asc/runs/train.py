@@ -256,6 +256,7 @@ def run(cfg: DictConfig, callbacks: list[Callback] | None = None, parent_run_id:
                     "test/acc": done.data.metrics.get("test/acc", float("nan")),
                     "val/acc": done.data.metrics.get("best_val/acc", float("nan")), "checkpoint": None, "epochs": None,
                     "skipped": True, "seconds": time.perf_counter() - start, "tracking_uri": store.uri,
+                    "ui": store.ui_url(done.info.experiment_id, done.info.run_id),
                     "faithful": run_tags_["faithful"] == "true"}
     elif cfg.get("sweep_id"):
         run_tags_["sweep"] = cfg.sweep_id
@@ -273,6 +274,7 @@ def run(cfg: DictConfig, callbacks: list[Callback] | None = None, parent_run_id:
         result = record(built, store, logger.run_id, bool(cfg.logger.get("log_model", True)))
         logger.finalize("success")
     return {"run_name": s.name, "run_id": logger.run_id, "experiment_id": logger.experiment_id, **result,
+            "ui": store.ui_url(logger.experiment_id, logger.run_id),
             "seconds": time.perf_counter() - start, "tracking_uri": store.uri, "faithful": run_tags_["faithful"] == "true",
             "faithful.why": run_tags_["faithful.why"], "experiment": str(cfg.logger.experiment)}
 
@@ -286,8 +288,10 @@ def summary(result: dict[str, Any]) -> str:
     else:
         head = (f"{result['run_name']}: test accuracy {result['test/acc']:.3f} (best validation {result['val/acc']:.3f}, "
                 f"{result['epochs']} epochs) in {took}")
-    setup = ("the paper's setup (faithful=true)" if result.get("faithful")
-             else f"not the paper's setup: {result.get('faithful.why') or 'see the run tag faithful.why'}")
+    why = [w for w in str(result.get("faithful.why") or "").split("; ") if w]
+    setup = ("the paper's setup (faithful=true)" if result.get("faithful") else
+             "not the paper's setup: " + "; ".join(why[:3]) + (f"; and {len(why) - 3} more (run tag faithful.why)"
+                                                                if len(why) > 3 else ""))
     return (f"{head}\n{setup}\n"
-            f"MLflow run {result['run_id']} in experiment '{result.get('experiment', '')}' at {result['tracking_uri']}"
-            " (browse: make ui -> http://127.0.0.1:5000)")
+            f"MLflow run {result['run_id']} in experiment '{result.get('experiment', '')}' at {result['tracking_uri']}\n"
+            f"browse it: {result['ui']}" + ("  (after `make ui`)" if result["tracking_uri"].startswith("sqlite") else ""))

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
+from lightning.pytorch.loggers import MLFlowLogger
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
@@ -48,6 +51,10 @@ PARENT_TAG = "asc.parent"
 PARENT_KEY_TAG = "asc.parent.key"
 #: MLflow's own tag that nests a run under its parent in the UI.
 PARENT_RUN_TAG = "mlflow.parentRunId"
+
+
+#: Where ``make ui`` serves a local store's UI.
+LOCAL_UI = "http://127.0.0.1:5000"
 
 
 class TrackingError(RuntimeError):
@@ -129,6 +136,17 @@ class TrackingStore:
             _OPENED.add(self.uri)
         return MlflowClient(self.uri, registry_uri=self.uri)
 
+    def ui_url(self, experiment_id: str, run_id: str | None = None) -> str:
+        """The UI page of an experiment's training runs (or of one run), opened in model-training mode.
+
+        MLflow 3.17's UI takes its mode from the link (``workflowType``) or from the user's last choice in the
+        browser, and otherwise opens every experiment on an empty GenAI overview of traces, whatever the
+        experiment's ``mlflow.experimentKind``: the links asc prints say ``machine_learning``.
+        """
+        base = self.uri.rstrip("/") if self.uri.startswith(("http://", "https://")) else LOCAL_UI
+        page = f"runs/{run_id}" if run_id else "runs"
+        return f"{base}/#/experiments/{experiment_id}/{page}?workflowType=machine_learning"
+
     # -- experiments ------------------------------------------------------------------------------------------
     def experiment(self, name: str, artifacts: str | None = None) -> str:
         """The id of experiment ``name``, created if missing (as a model-training experiment, with ``artifacts``
@@ -150,8 +168,6 @@ class TrackingStore:
     def logger(self, experiment: str, run_name: str, tags: Mapping[str, Any], artifacts: str | None = None,
                run_id: str | None = None):
         """Lightning's MLFlowLogger on this store: a new run of ``experiment`` (or the existing ``run_id``)."""
-        from lightning.pytorch.loggers import MLFlowLogger
-
         self.experiment(experiment, artifacts)  # created with its kind before Lightning looks it up
         return MLFlowLogger(
             experiment_name=experiment, run_name=run_name, tracking_uri=self.uri,
@@ -200,8 +216,6 @@ class TrackingStore:
             self.client.log_batch(run_id, params=items[i : i + 100])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-        import time
-
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
         for i in range(0, len(items), 1000):
@@ -311,16 +325,12 @@ class TrackingStore:
 
     def register(self, run_id: str, model_name: str, name: str):
         """Register the model ``model_name`` logged by run ``run_id`` as a new version of ``name``."""
-        import mlflow
-
         model_id = self.logged_model_id(run_id, model_name)
         with self.fluent():
             return mlflow.register_model(f"models:/{model_id}", name, tags={"run_id": run_id})
 
     def download_model(self, uri: str, dst: str | Path) -> Path:
         """A ``models:/...`` (or ``runs:/...``) URI downloaded into ``dst``."""
-        import mlflow
-
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         try:
             local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=self.uri,
@@ -333,8 +343,6 @@ class TrackingStore:
     def fluent(self) -> Iterator[None]:
         """MLflow's fluent API (``mlflow.*``) on this store for a while. ``mlflow.set_tracking_uri`` also sets
         ``MLFLOW_TRACKING_URI`` in the environment, which would outlive the call: it is put back afterwards."""
-        import mlflow
-
         before = os.environ.get("MLFLOW_TRACKING_URI")
         mlflow.set_tracking_uri(self.uri)
         mlflow.set_registry_uri(self.uri)

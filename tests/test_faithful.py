@@ -19,6 +19,29 @@ SR = 48_000
 A = 0.97  # the reference's emphasis coefficient at 48 kHz
 
 
+# -- split -----------------------------------------------------------------------------------------------------
+def test_paper_split_counts_are_the_references():
+    """TAU's airport clips per city (128/149/144/145/144/144/156/144/158/128): 859 train, 290 test, 291 validation."""
+    import pandas as pd
+
+    from asc.scenes import CITIES, SCENES
+    from asc.splits import make_split
+
+    airport = dict(zip(CITIES, [128, 149, 144, 145, 144, 144, 156, 144, 158, 128], strict=True))
+    rows = []
+    for scene in SCENES:
+        for city in CITIES:
+            n = airport[city] if scene == "airport" else 144
+            for i in range(n):
+                location = f"{city}-{i % 9}"
+                rows.append((f"audio/{scene}-{location}-{i}-a.wav", scene, city, location))
+    df = pd.DataFrame(rows, columns=["filename", "label", "city", "location"])
+    part = make_split(df, "paper", seed=42)
+    counts = part[df["label"] == "airport"].value_counts().to_dict()
+    assert counts == {"train": 859, "test": 290, "val": 291}
+    assert part[df["label"] == "bus"].value_counts().to_dict() == {"train": 860, "test": 290, "val": 290}
+
+
 # -- frozen backbone -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("flags", ["as constructed", "all set to training"])
 def test_frozen_backbone_is_unchanged_by_an_epoch(tmp_path, flags):

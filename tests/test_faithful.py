@@ -19,6 +19,70 @@ SR = 48_000
 A = 0.97  # the reference's emphasis coefficient at 48 kHz
 
 
+def tau_clip(path, seed: int = 0, seconds: float = 10.0) -> None:
+    """A clip in TAU's format (48 kHz, 24 bit, stereo): pink-ish noise, tones, clicks, a quiet second."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    spec = np.fft.rfft(rng.standard_normal((n, 2)), axis=0)
+    f = np.fft.rfftfreq(n, 1 / SR)
+    f[0] = 1.0
+    x = np.fft.irfft(spec / np.sqrt(f)[:, None], n=n, axis=0)
+    x *= 0.2 / np.abs(x).max()
+    for f0, a in [(50, 0.05), (440, 0.02), (3000, 0.01), (12000, 0.005)]:
+        x += a * np.sin(2 * np.pi * f0 * t + rng.uniform(0, 6))[:, None]
+    x[rng.integers(0, n, 30)] += 0.3
+    x[4 * SR : 5 * SR] *= 0.01
+    sf.write(path, np.clip(x, -1, 1), SR, subtype="PCM_24")
+
+
+def reference_png(wav, png, monkeypatch) -> np.ndarray:
+    """The reference's image of ``wav``, written as it did (pyplot.imsave) and read back as training did (PIL, RGB)."""
+    import librosa
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import resampy.filters
+    import scipy.signal
+    from PIL import Image
+    from sklearn.preprocessing import MinMaxScaler
+
+    # librosa 0.7's cqt ran resampy <= 0.2, whose kaiser_fast was 16 zero crossings, 2^9 table entries per crossing,
+    # a Kaiser window with beta 8.555504641634386, roll-off 0.85 (resampy >= 0.3 ships another filter by that name)
+    old = resampy.filters.sinc_window(
+        num_zeros=16, precision=9, rolloff=0.85, window=lambda n: scipy.signal.windows.kaiser(n, 8.555504641634386))
+    monkeypatch.setitem(resampy.filters.FILTER_CACHE, "kaiser_fast", old)
+    # and its filters were Q sr / f long with Q = 1 / (2^(1/24) - 1); librosa >= 0.10 makes them filter_scale / alpha
+    r = 2.0 ** (2 / 24)
+    filter_scale = (r - 1) / (r + 1) / (2.0 ** (1 / 24) - 1)
+
+    y, sr = librosa.load(wav, sr=None)  # native rate, mono mix-down, float32
+    prev = np.concatenate([np.array([2 * y[0] - y[1]], dtype=y.dtype), y[:-1]])  # x[-1] = 2 x[0] - x[1]
+    y = (y - A * prev) / (1 - A)  # float32, as numpy computes the formula on float32 samples
+    C = librosa.cqt(y, sr=sr, hop_length=1024, fmin=10.0, n_bins=256, bins_per_octave=24, pad_mode="reflect",
+                    res_type="kaiser_fast", filter_scale=filter_scale)  # librosa 0.7: auto res_type = kaiser_fast here
+    S = librosa.power_to_db(np.abs(C).astype(np.float64), ref=1.0, amin=1e-10, top_db=80)  # 0.7's cqt was complex128
+    X = MinMaxScaler(feature_range=(0, 255)).fit_transform(S)  # per column: per time frame
+    plt.imsave(png, np.flip(X, axis=0), cmap="gray")
+    rgb = np.asarray(Image.open(png).convert("RGB"))
+    assert (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 0] == rgb[..., 2]).all()
+    return rgb[..., 0]
+
+
+def test_image_matches_the_references_png(tmp_path, monkeypatch):
+    from asc.features import FeatureSpec, image_from_file
+
+    wav = tmp_path / "airport-lyon-1-0-a.wav"
+    tau_clip(wav)
+    ref = reference_png(wav, tmp_path / "ref.png", monkeypatch).astype(int)
+    monkeypatch.undo()  # the package rebuilds the old filter itself
+    ours = image_from_file(wav, FeatureSpec()).astype(int)
+    assert ours.shape == ref.shape == (256, 469)
+    diff = np.abs(ours - ref)
+    assert diff.mean() <= 0.05 and diff.max() <= 1, (diff.mean(), diff.max())
+
+
 # -- split -----------------------------------------------------------------------------------------------------
 def test_paper_split_counts_are_the_references():
     """TAU's airport clips per city (128/149/144/145/144/144/156/144/158/128): 859 train, 290 test, 291 validation."""
@@ -73,3 +137,17 @@ def test_frozen_backbone_is_unchanged_by_an_epoch(tmp_path, flags):
         assert torch.equal(v, after[k]), f"{k} changed during training"
     assert not any(m.training for m in module.net.backbone.modules())
     assert module.net.head.training  # the head itself trains as usual
+
+
+# -- cache key -------------------------------------------------------------------------------------------------
+def test_feature_key_names_the_library_versions(monkeypatch):
+    import importlib.metadata
+
+    from asc.features import FeatureSpec
+
+    spec = FeatureSpec()
+    assert spec.libraries()["librosa"] == importlib.metadata.version("librosa") and "resampy" in spec.libraries()
+    key = spec.key()
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.7.2" if name == "librosa" else real(name))
+    assert spec.key() != key

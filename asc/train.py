@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 #: Keys of the ``model`` group that configure the LightningModule rather than the network.
-_MODULE_KEYS = ("image_size", "lr", "eval_windows", "channels_last", "compile")
+_MODULE_KEYS = ("image_size", "lr", "eval_windows", "channels_last", "compile", "crop", "band")
 
 
 def check_top_level(cfg: DictConfig) -> None:
@@ -194,6 +194,7 @@ def _train(
             root=data.cache_dir, spec_key=spec.key(), backbone=str(model_cfg.get("backbone")),
             width=hp.window_frames, size=hp.image_size, mask=hp.mask, eval_windows=hp.eval_windows,
             precision=trainer_cfg.get("precision"), channels_last=hp.channels_last, device=trainer.strategy.root_device,
+            crop=hp.crop, band=hp.band, resized=module.resized_width(dm.frames),
         )
         inputs = EmbeddingData(banks, {p: labels for p, (_, labels) in parts.items()}, data.batch_size,
                                steps_per_call=emb.steps_per_call)

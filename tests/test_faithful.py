@@ -83,6 +83,106 @@ def test_image_matches_the_references_png(tmp_path, monkeypatch):
     assert diff.mean() <= 0.05 and diff.max() <= 1, (diff.mean(), diff.max())
 
 
+# -- training input --------------------------------------------------------------------------------------------
+def reference_input(image: np.ndarray, window: float, mask: float, u: tuple[float, float, float]) -> np.ndarray:
+    """The reference's training input (grey levels, ``[224, 224]``) from its 8-bit image and three random numbers:
+    the crop position and, with ``mask > 0``, the band's height and position."""
+    from PIL import Image, ImageOps
+
+    sample_size = window / 10.0
+    rgb = Image.fromarray(image).convert("RGB")
+    wide = rgb.resize((int(224 / sample_size), rgb.height), Image.BICUBIC)
+    out = np.array(ImageOps.fit(wide, (224, 224), Image.BICUBIC, centering=(u[0], 0.5)))
+    if mask > 0:
+        H = out.shape[0]
+        h = H * mask * u[1]
+        ymin = math.floor((H - h) * u[2])
+        ymax = math.floor(h + ymin)
+        out[ymin : ymax + 1] = (127, 127, 127)
+    return out[..., 0].astype(np.float64)
+
+
+def grey_levels(x: torch.Tensor) -> np.ndarray:
+    """Network input ``[B, 3, S, S]`` back to grey levels (channel 0), undoing the ImageNet normalisation."""
+    from asc.augment import IMAGENET_MEAN, IMAGENET_STD
+
+    return ((x[:, 0].double() * IMAGENET_STD[0] + IMAGENET_MEAN[0]) * 255).numpy()
+
+
+def spectrogram_like(batch: int, seed: int = 0) -> np.ndarray:
+    """8-bit images ``[B, 256, 469]`` with the structure of the paper's: smooth bands, edges, noise."""
+    rng = np.random.default_rng(seed)
+    rows = np.linspace(0, 1, 256)[:, None]
+    cols = np.linspace(0, 1, 469)[None, :]
+    out = []
+    for _ in range(batch):
+        img = 128 + 90 * np.sin(2 * np.pi * (rng.uniform(1, 6) * rows + rng.uniform(0, 3) * cols))
+        img += rng.normal(0, 25, (256, 469))
+        img[:, rng.integers(0, 469, 5)] = 255
+        out.append(np.clip(img, 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("window", [3.0, 5.0, 7.0])
+@pytest.mark.parametrize("mask", [0.0, 0.2])
+def test_training_input_matches_pil(window, mask):
+    from asc import augment
+
+    images = spectrogram_like(6, seed=int(window))
+    u = np.random.default_rng(1).random((3, len(images)))
+    u[0, :3] = (0.0, 0.5, 1.0)  # both edges and the centre
+    resized = augment.reference_width(images.shape[2], window * SR / 1024)
+    assert resized == int(224 / (window / 10))  # 746, 448, 320 px
+    ours = grey_levels(augment.train_batch(
+        torch.from_numpy(images), 0, 224, mask, crop="reference", resized=resized, band="reference",
+        u=torch.from_numpy(u)))
+    ref = np.stack([reference_input(img, window, mask, tuple(u[:, i])) for i, img in enumerate(images)])
+    diff = np.abs(ours - ref)
+    print(f"window {window:g} s, mask {mask:g}: mean |PIL - ours| {diff.mean():.6f}, max {diff.max():.6f} grey levels")
+    assert diff.mean() <= 0.5
+    assert diff.max() <= 1e-3  # PIL's pixels exactly (to float rounding of the normalisation)
+
+
+@pytest.mark.parametrize("window", [3.0, 5.0, 7.0])
+def test_evaluation_input_is_pils_centre(window):
+    from asc import augment
+
+    images = spectrogram_like(3, seed=10)
+    resized = augment.reference_width(images.shape[2], window * SR / 1024)
+    ours = augment.eval_batch(torch.from_numpy(images), 0, 224, crop="reference", resized=resized)
+    assert ours.shape == (3, 1, 3, 224, 224)
+    ref = np.stack([reference_input(img, window, 0.0, (0.5, 0.5, 0.5)) for img in images])
+    assert np.abs(grey_levels(ours[:, 0]) - ref).max() <= 1e-3
+
+
+def test_reference_band_has_one_to_floor_fh_plus_one_rows():
+    from asc import augment
+
+    H, mask = 224, 0.1
+    u = torch.rand(2, 20_000, generator=torch.Generator().manual_seed(0))
+    start, stop = augment.band_rows(H, mask, u)
+    rows = stop - start
+    assert rows.min() == 1 and rows.max() == math.floor(mask * H) + 1  # the reference never masks 0 rows
+    assert start.min() >= 0 and stop.max() <= H
+    x = torch.zeros(3, H, 4)
+    assert torch.equal(augment.band_mask(x, 0.0, rule="reference"), x)  # no band at all when mask = 0
+
+
+def test_module_takes_the_reference_crop_from_the_windows_seconds():
+    """The LightningModule resizes by the window in seconds (3 s -> 746 px on a 10 s clip, not by its 141 frames)."""
+    from dataclasses import asdict
+
+    from asc.features import FeatureSpec
+    from asc.module import SceneClassifier
+
+    model = dict(backbone="small_cnn", pretrained=False, freeze=True, hidden=[8], channels=[4, 8])
+    module = SceneClassifier(["a", "b"], model, window_frames=141, window=3.0, features=asdict(FeatureSpec()),
+                             crop="reference", band="reference")
+    assert module.resized_width(469) == 746
+    old = SceneClassifier(["a", "b"], model, window_frames=141)  # a checkpoint from before: its exact crop
+    assert old.hparams.crop == "exact" and old.resized_width(469) is None
+
+
 # -- split -----------------------------------------------------------------------------------------------------
 def test_paper_split_counts_are_the_references():
     """TAU's airport clips per city (128/149/144/145/144/144/156/144/158/128): 859 train, 290 test, 291 validation."""

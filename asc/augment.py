@@ -165,14 +165,17 @@ def pil_resample(x: torch.Tensor, first: torch.Tensor, weights: torch.Tensor) ->
     """
     B, N, C = x.shape
     out = first.shape[1]
+    K = weights.shape[-1]
     x = x.to(torch.int32).reshape(B * N, C)  # rows of all images, sample b's at b N ...
-    base = torch.arange(B, device=x.device).view(B, 1) * N
+    taps = torch.arange(K, device=x.device)
+    rows = torch.arange(B, device=x.device).view(B, 1, 1) * N + (first.unsqueeze(-1) + taps).clamp(max=N - 1)
+    rows = rows.permute(2, 0, 1).reshape(K, B * out)  # [K, B out]; taps past a row's count have weight 0
+    w = weights.expand(B, out, K).permute(2, 0, 1).reshape(K, B * out, 1)
     acc = torch.full((B * out, C), 1 << (PRECISION_BITS - 1), dtype=torch.int32, device=x.device)
-    taps = torch.empty_like(acc)
-    for k in range(weights.shape[-1]):  # tap k of every output row at once: one row gather, one multiply-add
-        idx = base + (first + k).clamp(max=N - 1)  # taps past a row's count have weight 0
-        torch.index_select(x, 0, idx.reshape(-1), out=taps)
-        acc.addcmul_(taps, weights[..., k].expand(B, out).reshape(B * out, 1))
+    gathered = torch.empty_like(acc)
+    for k in range(K):  # tap k of every output row at once: one row gather, one multiply-add
+        torch.index_select(x, 0, rows[k], out=gathered)
+        acc.addcmul_(gathered, w[k])
     return torch.bitwise_right_shift(acc, PRECISION_BITS).clamp_(0, 255).view(B, out, C)
 
 

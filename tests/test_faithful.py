@@ -80,6 +80,7 @@ def test_image_matches_the_references_png(tmp_path, monkeypatch):
     ours = image_from_file(wav, FeatureSpec()).astype(int)
     assert ours.shape == ref.shape == (256, 469)
     diff = np.abs(ours - ref)
+    print(f"image: mean |reference - ours| {diff.mean():.6f}, max {diff.max()} grey levels, {np.count_nonzero(diff)} pixels")
     assert diff.mean() <= 0.05 and diff.max() <= 1, (diff.mean(), diff.max())
 
 

@@ -6,7 +6,8 @@ from asc.features import FeatureSpec, emphasis, emphasis_coefficient, frame_minm
 
 
 def test_emphasis_coefficient_is_the_references_097_at_48k():
-    assert emphasis_coefficient(48_000, 1485.0) == pytest.approx(0.97, abs=1e-4)
+    assert emphasis_coefficient(48_000, 1485.0) == pytest.approx(0.97, abs=1e-4)  # paper.md's rounded alpha
+    assert emphasis_coefficient(48_000, FeatureSpec().emphasis_alpha) == pytest.approx(0.97, abs=1e-15)  # the default
 
 
 def test_emphasis_gain_is_one_at_dc_and_36db_at_nyquist():

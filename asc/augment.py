@@ -99,17 +99,25 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.matmul(ry, y).clamp_(0, 255)  # along frequency
 
 
-def reference_width(frames: int, window_frames: float, base: int = REFERENCE_SIZE) -> int:
-    """The width (px) the reference resizes an image of ``frames`` frames to: ``base / sample_size``.
+def clip_length(frames: int, hop_seconds: float) -> float:
+    """A clip's length in seconds, from the frame count of its image: the whole number of tenths of a second among the
+    lengths that give ``frames`` centred frames (``[frames - 1, frames)`` hops; TAU's 469 frames: 10.0 s), else the
+    middle of that range."""
+    lo, hi = (frames - 1) * hop_seconds, frames * hop_seconds
+    tenths = math.ceil(round(lo * 10, 6)) / 10
+    return tenths if tenths < hi else (frames - 0.5) * hop_seconds
 
-    ``sample_size`` is the window's share of the clip, ``window_frames / (frames - 1/2)``: ``window_frames`` is the
-    window in (fractional) frames, ``window * sr / hop``, and a clip of ``n`` samples has ``n // hop + 1`` frames,
-    so ``frames - 1/2`` hops is its length to within a quarter hop. For TAU (469 frames): 746, 448, 320 px for
-    3, 5, 7 s, the reference's ``int(224 / 0.3)``, ``224 / 0.5``, ``224 / 0.7``.
+
+def reference_width(frames: int, window: float, hop_seconds: float, base: int = REFERENCE_SIZE) -> int:
+    """The width (px) the reference resizes an image of ``frames`` frames to: ``int(base / sample_size)``.
+
+    ``sample_size = window / clip`` is the window's share of the clip (``window`` and the clip's
+    :func:`clip_length` in seconds; ``hop_seconds`` is the hop, ``hop_length / sample_rate``). For TAU's 10 s clips:
+    746, 448, 320 px for 3, 5, 7 s, the reference's ``int(224 / 0.3)``, ``int(224 / 0.5)``, ``int(224 / 0.7)``.
     """
-    if window_frames <= 0:
-        raise ValueError(f"window of {window_frames} frames: must be positive")
-    return max(1, round(base * (frames - 0.5) / window_frames))
+    if window <= 0:
+        raise ValueError(f"window of {window} s: must be positive")
+    return max(1, math.floor(base * clip_length(frames, hop_seconds) / window + 1e-9))
 
 
 def _bicubic_pil(x: torch.Tensor) -> torch.Tensor:

@@ -117,10 +117,9 @@ class SceneClassifier(L.LightningModule):
         hp = self.hparams
         if hp.crop != "reference":
             return None
-        window = hp.window_frames  # in (fractional) frames when the window's seconds and the features are known
-        if hp.get("window") and hp.get("features"):
-            window = hp.window * hp.features["sample_rate"] / hp.features["hop_length"]
-        return augment.reference_width(frames, window)
+        features = hp.get("features") or {"sample_rate": 48_000, "hop_length": 1024}
+        hop = features["hop_length"] / features["sample_rate"]
+        return augment.reference_width(frames, hp.get("window") or hp.window_frames * hop, hop)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         hp = self.hparams

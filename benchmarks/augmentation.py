@@ -27,7 +27,7 @@ from benchmarks.common import interleaved, save, table
 
 H, FRAMES, WIDTH, SIZE, MASK = 256, 469, 234, 224, 0.1
 WINDOW = 5.0  # seconds: the reference resizes to 224 / (5 / 10) = 448 px
-RESIZED = augment.reference_width(FRAMES, WINDOW * 48_000 / 1024)
+RESIZED = augment.reference_width(FRAMES, WINDOW, 1024 / 48_000)
 
 
 def pil_view(image: np.ndarray, u: tuple[float, float, float]) -> np.ndarray:

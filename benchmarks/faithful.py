@@ -95,7 +95,7 @@ def pil_differences(windows=(3.0, 5.0, 7.0), n: int = 32, seed: int = 0) -> dict
     images = np.stack([np.roll(base, int(s), axis=1) for s in rng.integers(0, 469, n)])
     res = {}
     for w in windows:
-        resized = augment.reference_width(469, w * SR / 1024)
+        resized = augment.reference_width(469, w, 1024 / SR)
         u = rng.random((3, n))
         x = augment.train_batch(torch.from_numpy(images), 0, 224, 0.2, crop="reference", resized=resized,
                                 band="reference", u=torch.from_numpy(u))

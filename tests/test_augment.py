@@ -67,8 +67,12 @@ def test_centre_window_is_centred():
 
 
 def test_reference_width_is_224_over_the_windows_share_of_the_clip():
-    assert [augment.reference_width(469, w * 48_000 / 1024) for w in (3, 5, 7)] == [746, 448, 320]  # TAU, 10 s
-    assert augment.reference_width(188, 2 * 48_000 / 1024) == 448  # a 4 s clip (188 frames), 2 s window
+    hop = 1024 / 48_000
+    assert augment.clip_length(469, hop) == 10.0 and augment.clip_length(188, hop) == 4.0  # TAU; a 4 s clip
+    assert augment.clip_length(3, 0.42) == 0.9  # 0.84 .. 1.26 s: the first whole tenth
+    assert augment.clip_length(5, 0.03) == pytest.approx(0.135)  # 0.12 .. 0.15 s holds none: the middle
+    assert [augment.reference_width(469, w, hop) for w in (3, 5, 7, 9)] == [746, 448, 320, 248]  # int(224 / (w / 10))
+    assert augment.reference_width(188, 2.0, hop) == 448
 
 
 def test_reference_views_keep_8_bit_levels_and_take_the_squares_at_u():

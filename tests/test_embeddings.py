@@ -208,7 +208,7 @@ def test_epoch_loss_is_the_per_sample_mean_when_the_last_batch_is_smaller():
 def test_reference_crop_views_are_the_full_paths(tmp_path):
     """With ``crop="reference"`` the cache's views are :mod:`asc.augment`'s reference views at fixed positions."""
     module, images = _module(), _images()
-    resized = augment.reference_width(FRAMES, W)
+    resized = augment.reference_width(FRAMES, W, 1.0)  # hops of 1 s: the window is W s
     settings = EmbeddingCacheConfig(enabled=True, dtype="float32", positions=3)
     banks, cache, _ = build_or_load(module.net, images, settings, root=tmp_path, spec_key="spec", backbone="small_cnn",
                                     width=W, size=S, mask=0.0, eval_windows="cover", crop="reference",

@@ -124,7 +124,7 @@ def spectrogram_like(batch: int, seed: int = 0) -> np.ndarray:
     return np.stack(out)
 
 
-@pytest.mark.parametrize("window", [3.0, 5.0, 7.0])
+@pytest.mark.parametrize("window", [3.0, 5.0, 7.0, 9.0])  # 9 s: narrower than high, the square is cut from the middle rows
 @pytest.mark.parametrize("mask", [0.0, 0.2])
 def test_training_input_matches_pil(window, mask):
     from asc import augment
@@ -132,8 +132,8 @@ def test_training_input_matches_pil(window, mask):
     images = spectrogram_like(6, seed=int(window))
     u = np.random.default_rng(1).random((3, len(images)))
     u[0, :3] = (0.0, 0.5, 1.0)  # both edges and the centre
-    resized = augment.reference_width(images.shape[2], window * SR / 1024)
-    assert resized == int(224 / (window / 10))  # 746, 448, 320 px
+    resized = augment.reference_width(images.shape[2], window, 1024 / SR)
+    assert resized == int(224 / (window / 10))  # 746, 448, 320 px (and 248 for 9 s)
     ours = grey_levels(augment.train_batch(
         torch.from_numpy(images), 0, 224, mask, crop="reference", resized=resized, band="reference",
         u=torch.from_numpy(u)))
@@ -149,7 +149,7 @@ def test_evaluation_input_is_pils_centre(window):
     from asc import augment
 
     images = spectrogram_like(3, seed=10)
-    resized = augment.reference_width(images.shape[2], window * SR / 1024)
+    resized = augment.reference_width(images.shape[2], window, 1024 / SR)
     ours = augment.eval_batch(torch.from_numpy(images), 0, 224, crop="reference", resized=resized)
     assert ours.shape == (3, 1, 3, 224, 224)
     ref = np.stack([reference_input(img, window, 0.0, (0.5, 0.5, 0.5)) for img in images])

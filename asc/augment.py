@@ -15,7 +15,10 @@ Two ways to turn a time window into the ``size x size`` input (``model.crop``):
   its coefficients (bicubic ``a = -0.5``, support widened when shrinking, edge weights renormalised), its 22-bit
   fixed-point arithmetic and its rounding to 8 bit after each pass, as integer tensor operations
   (:func:`pil_coefficients`, :func:`pil_resample`); the crop's fractional position enters the coefficients, which
-  are computed per sample as one batched tensor.
+  are computed per sample as one batched tensor. The clip length is read from the image's frame count
+  (:func:`clip_length`: 10.0 s for TAU), so the width is the reference's ``int(224 / sample_size)`` (746, 448,
+  320 px for 3, 5, 7 s). A window longer than ``clip * H / 224`` (8.75 s on TAU) gives an image narrower than
+  high: ``fit`` then keeps its full width and the middle rows, as PIL does with vertical centring 0.5.
 - ``exact``: a window of exactly ``window`` seconds (rounded to frames) is cut at a uniform random frame offset
   and resized once to ``size x size`` with torch's bicubic filter (``a = -0.75``, no antialiasing), in float.
 

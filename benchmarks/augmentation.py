@@ -1,14 +1,15 @@
-"""Training-input augmentation: batched tensor ops (``asc.data.augment.train_batch``) against a per-sample PIL
-pipeline with the same semantics.
+"""Training-input augmentation: the batched tensor pipeline (``asc.data.augment.train_batch``) against the reference's
+per-sample PIL pipeline, on the CPU.
 
-Both take uint8 spectrogram images ``[256, 469]`` (10 s) and produce the network input ``[3, 224, 224]``:
-a 5 s window at a uniform random position, bicubic resize to 224 x 224, a band of height uniform in
-``[0, 0.1 * 224]`` at a uniform position filled with mid-grey, grey copied to 3 channels and ImageNet
-normalisation. PIL's bicubic antialiases when it shrinks (256 -> 224 rows), torch's does not: the outputs
-differ by that filter, the work is the same. A third row times the batched path as it was before this
-benchmark (``F.interpolate`` and a four-step normalisation) to show what the matrix resize and the fused
-normalisation gain. The per-sample path runs with one torch thread (as a DataLoader worker does: on a
-thread pool its tiny operations only wait for each other); the batched path uses all of them.
+Both take uint8 spectrogram images ``[256, 469]`` (10 s) and produce the network input ``[3, 224, 224]`` for a
+"5 s" window with a band mask of at most 10 %. The PIL path is the reference's: ``Image.resize`` to 448 px wide
+(bicubic), ``ImageOps.fit`` to 224 x 224 at a uniform random horizontal position (bicubic), a band by the
+reference's rule filled with mid-grey, ``to_tensor`` + ImageNet normalisation. The batched path does the same
+(``model.crop=reference``, ``model.band=reference``) as integer tensor operations that reproduce PIL's 8-bit
+resampling exactly; a row checks that on the benchmark's own samples (same random numbers). A last row times the
+``exact`` crop (exactly 5 s, one float resize, torch's bicubic: the default before the faithful preset). The
+per-sample path runs with one torch thread (as a DataLoader worker does: on a thread pool its tiny operations only
+wait for each other); the batched path uses all of them, and one.
 
     python -m benchmarks.augmentation [--samples 256] [--batch 32]
 """
@@ -16,39 +17,48 @@ thread pool its tiny operations only wait for each other); the batched path uses
 from __future__ import annotations
 
 import argparse
+import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from asc.data import augment
 from benchmarks.common import interleaved, save, table
 
 H, FRAMES, WIDTH, SIZE, MASK = 256, 469, 234, 224, 0.1
+WINDOW = 5.0  # seconds: the reference resizes to 224 / (5 / 10) = 448 px
+RESIZED = augment.reference_width(FRAMES, WINDOW, 1024 / 48_000)
+
+
+def pil_view(image: np.ndarray, u: tuple[float, float, float]) -> np.ndarray:
+    """The reference's training view before normalisation, ``uint8 [SIZE, SIZE]``, from three uniforms."""
+    from PIL import Image, ImageOps
+
+    wide = Image.fromarray(image).convert("RGB").resize((RESIZED, H), Image.BICUBIC)
+    a = np.array(ImageOps.fit(wide, (SIZE, SIZE), Image.BICUBIC, centering=(u[0], 0.5)))
+    if MASK > 0:
+        h = SIZE * MASK * u[1]
+        ymin = math.floor((SIZE - h) * u[2])
+        a[ymin : math.floor(h + ymin) + 1] = int(augment.MASK_FILL)
+    return a
 
 
 def pil_sample(image: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-    """One sample, the per-sample way (PIL + torchvision.transforms.functional)."""
+    """One sample, the per-sample way (PIL + torchvision.transforms.functional): ``[3, SIZE, SIZE]``."""
     import torchvision.transforms.functional as TF
-    from PIL import Image
 
-    start = int(rng.integers(0, FRAMES - WIDTH + 1))
-    window = Image.fromarray(image).crop((start, 0, start + WIDTH, H)).resize((SIZE, SIZE), Image.BICUBIC)
-    a = np.array(window)
-    height = int(rng.integers(0, int(MASK * SIZE) + 1))
-    top = int(rng.integers(0, SIZE - height + 1))
-    a[top : top + height] = int(augment.MASK_FILL)
-    return TF.normalize(TF.to_tensor(Image.fromarray(a).convert("RGB")), augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+    a = pil_view(image, tuple(rng.random(3)))
+    return TF.normalize(TF.to_tensor(a), augment.IMAGENET_MEAN, augment.IMAGENET_STD)
 
 
-def previous_batched(x: torch.Tensor) -> torch.Tensor:
-    """The batched path before the speed work: torch's bicubic kernel and a four-step normalisation."""
-    crops = augment.crop(x, augment.random_offsets(x.shape[0], FRAMES, WIDTH, x.device), WIDTH)
-    y = F.interpolate(crops.unsqueeze(1).float(), size=(SIZE, SIZE), mode="bicubic", align_corners=False).squeeze(1).clamp_(0, 255)
-    y = augment.band_mask(y, MASK)
-    mean = torch.tensor(augment.IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(augment.IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return (y.unsqueeze(1) / 255.0 - mean) / std
+def agreement(images: torch.Tensor, seed: int = 0) -> tuple[float, float]:
+    """Mean and maximum ``|batched - PIL|`` in grey levels over ``images`` (the same random numbers for both)."""
+    u = torch.from_numpy(np.random.default_rng(seed).random((3, len(images))))
+    x = augment.train_batch(images, WIDTH, SIZE, MASK, crop="reference", resized=RESIZED, band="reference", u=u)
+    ours = (x[:, 0].double() * augment.IMAGENET_STD[0] + augment.IMAGENET_MEAN[0]) * 255
+    ref = np.stack([pil_view(img, tuple(u[:, i].tolist()))[..., 0] for i, img in enumerate(images.numpy())])
+    d = np.abs(ours.numpy() - ref)
+    return float(d.mean()), float(d.max())
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -67,51 +77,57 @@ def main(argv: list[str] | None = None) -> dict:
 
     threads = torch.get_num_threads()
 
+    def one_thread(fn) -> None:
+        torch.set_num_threads(1)  # as in a DataLoader worker: tiny per-sample ops only lose on a thread pool
+        try:
+            fn()
+        finally:
+            torch.set_num_threads(threads)
+
     def pil() -> None:
-        # one torch thread, as in a DataLoader worker: tiny per-sample ops only lose on a thread pool
-        torch.set_num_threads(1)
         for i in range(0, len(arrays), args.batch):
             torch.stack([pil_sample(a, rng) for a in arrays[i : i + args.batch]])
-        torch.set_num_threads(threads)
 
-    def one_thread(fn) -> None:
-        torch.set_num_threads(1)
-        fn()
-        torch.set_num_threads(threads)
+    def reference() -> None:
+        for b in batches:
+            augment.train_batch(b, WIDTH, SIZE, MASK, crop="reference", resized=RESIZED, band="reference")
 
-    fns = {
-        "pil": pil,
-        "batched": lambda: [augment.train_batch(b, WIDTH, SIZE, MASK) for b in batches],
-        "batched_1": lambda: one_thread(lambda: [augment.train_batch(b, WIDTH, SIZE, MASK) for b in batches]),
-        "previous": lambda: [previous_batched(b) for b in batches],
-    }
+    def exact() -> None:
+        for b in batches:
+            augment.train_batch(b, WIDTH, SIZE, MASK)
+
+    fns = {"pil": lambda: one_thread(pil), "reference": reference, "reference_1": lambda: one_thread(reference),
+           "exact": exact}
     t = interleaved(fns, rounds=args.rounds)
     n = args.samples
+    mean_diff, max_diff = agreement(images[: min(n, 64)])
+    us = {k: v / n * 1e6 for k, v in t.items()}
     res = {
-        "samples": n, "batch": args.batch,
-        "pil_us_per_sample": t["pil"] / n * 1e6,
-        "batched_us_per_sample": t["batched"] / n * 1e6,
-        "batched_1thread_us_per_sample": t["batched_1"] / n * 1e6,
-        "previous_us_per_sample": t["previous"] / n * 1e6,
-        "threads": threads,
-        "ratio": t["pil"] / t["batched"],
-        "ratio_1thread": t["pil"] / t["batched_1"],
-        "ratio_previous": t["pil"] / t["previous"],
+        "samples": n, "batch": args.batch, "threads": threads, "window_s": WINDOW, "resized_px": RESIZED,
+        "pil_us_per_sample": us["pil"],
+        "reference_us_per_sample": us["reference"], "reference_1thread_us_per_sample": us["reference_1"],
+        "exact_us_per_sample": us["exact"],
+        "ratio": us["pil"] / us["reference"], "ratio_1thread": us["pil"] / us["reference_1"],
+        "ratio_exact": us["pil"] / us["exact"], "reference_vs_exact": us["reference"] / us["exact"],
+        "pil_mean_abs_diff": mean_diff, "pil_max_abs_diff": max_diff,
     }
     rows = [
-        ("per-sample PIL, CPU, 1 thread", f"{res['pil_us_per_sample']:.0f} us/sample"),
-        (f"batched tensors, CPU, {threads} threads", f"{res['batched_us_per_sample']:.0f} us/sample   {res['ratio']:.2f}x PIL"),
-        ("batched tensors, CPU, 1 thread", f"{res['batched_1thread_us_per_sample']:.0f} us/sample   {res['ratio_1thread']:.2f}x PIL"),
-        ("batched, before (F.interpolate)", f"{res['previous_us_per_sample']:.0f} us/sample   {res['ratio_previous']:.2f}x PIL"),
+        ("per-sample PIL (the reference's steps), CPU, 1 thread", f"{us['pil']:.0f} us/sample"),
+        (f"batched, crop=reference (PIL exactly), {threads} threads", f"{us['reference']:.0f} us/sample   {res['ratio']:.2f}x PIL"),
+        ("batched, crop=reference, 1 thread", f"{us['reference_1']:.0f} us/sample   {res['ratio_1thread']:.2f}x PIL"),
+        (f"batched, crop=exact (torch bicubic), {threads} threads", f"{us['exact']:.0f} us/sample   {res['ratio_exact']:.2f}x PIL"),
+        ("crop=reference vs PIL, same random numbers", f"mean {mean_diff:.4f}, max {max_diff:.4f} grey levels"),
     ]
     if torch.cuda.is_available():
         gpu = [b.cuda() for b in batches]
-        tg = interleaved({"gpu": lambda: [augment.train_batch(b, WIDTH, SIZE, MASK) for b in gpu]}, rounds=args.rounds, device="cuda")
+        tg = interleaved({"gpu": lambda: [augment.train_batch(b, WIDTH, SIZE, MASK, crop="reference", resized=RESIZED,
+                                                              band="reference") for b in gpu]},
+                         rounds=args.rounds, device="cuda")
         res["gpu_us_per_sample"] = tg["gpu"] / n * 1e6
-        res["ratio_gpu"] = t["pil"] / tg["gpu"]
-        rows.append(("batched tensors, GPU", f"{res['gpu_us_per_sample']:.1f} us/sample   {res['ratio_gpu']:.0f}x PIL on CPU"))
-    table(f"augmentation: crop 5 s + resize 224 + band mask + normalise, {n} samples, batch {args.batch} (measured)",
-          rows, "target: batched >= 10x PIL on CPU")
+        res["ratio_gpu"] = us["pil"] / res["gpu_us_per_sample"]
+        rows.append(("batched, crop=reference, GPU", f"{res['gpu_us_per_sample']:.1f} us/sample   {res['ratio_gpu']:.0f}x PIL on CPU"))
+    table(f"augmentation: 5 s window ({RESIZED} px, fit 224) + band mask <= 10 % + normalise, {n} samples, "
+          f"batch {args.batch} (measured)", rows, "target: batched >= 10x PIL on CPU; PIL's pixels exactly")
     save({"augmentation": res}, args.json)
     return res
 

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     print("epochs", res["epoch"], flush=True)
 
     # 4. augmentation: batched on the GPU vs per-sample PIL on this machine's CPU (one thread)
-    from benchmarks.augmentation import FRAMES, MASK, SIZE, WIDTH, pil_sample
+    from benchmarks.augmentation import FRAMES, MASK, RESIZED, SIZE, WIDTH, pil_sample
 
     imgs, _ = steps.images(256 if not tiny else 16, dev)
     arrays = list(imgs.cpu().numpy()[:64])
@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(threads)
     from asc.data import augment
 
-    ta = interleaved({"gpu": lambda: augment.train_batch(imgs, WIDTH, SIZE, MASK)}, rounds=10, device=dev)
+    ta = interleaved({"gpu": lambda: augment.train_batch(imgs, WIDTH, SIZE, MASK, crop="reference", resized=RESIZED,
+                                                         band="reference")}, rounds=10, device=dev)
     res["augment"] = {"pil_us_per_sample": pil_us, "batched_us_per_sample": ta["gpu"] / len(imgs) * 1e6,
                       "ratio": pil_us / (ta["gpu"] / len(imgs) * 1e6)}
     assert FRAMES == steps.FRAMES

@@ -88,7 +88,7 @@ def test_silence_gives_a_zero_image_not_nan():
 def test_non_finite_spectrogram_is_refused(monkeypatch):
     import asc.data.features
 
-    monkeypatch.setattr(asc.data.features, "spectrogram_db", lambda y, spec: np.full((4, 5), np.nan, np.float32))
+    monkeypatch.setattr(asc.data.features, "spectrogram_db", lambda y, spec, **kw: np.full((4, 5), np.nan, np.float32))
     with pytest.raises(ValueError, match="NaN or infinite"):
         image_from_audio(np.ones(SR, np.float32), SPEC)
 

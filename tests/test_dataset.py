@@ -32,7 +32,7 @@ def test_verify_summary_on_tiny_set(tiny_tau, capsys):
     assert "official fold 1: evaluate 40, train 80" in out
     assert "durations: 4.000 .. 4.000 s" in out and "sample rates (Hz): 48000 120" in out
     assert "channels: 2 120" in out and "formats: PCM_24 120" in out
-    assert "split paper (seed 42): train 80, val 20, test 20; leakage 0.500" in out
+    assert "split paper (seed 42): train 60, val 40, test 20; leakage 0.650" in out
     assert "split grouped (seed 42): train 40, val 40, test 40; leakage 0.000" in out
     assert "split fold1 (seed 42): train 60, val 20, test 40; leakage 0.000" in out
     assert "not at 48000 Hz" not in out  # the tiny set has TAU's format, only shorter clips

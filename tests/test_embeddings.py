@@ -203,3 +203,25 @@ def test_epoch_loss_is_the_per_sample_mean_when_the_last_batch_is_smaller():
         module._loss(x[lo:hi], y[lo:hi])
     expected = F.cross_entropy(module(x), y)  # the mean over the 5 samples, not over the 2 batches
     assert module.train_loss.compute().item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_reference_crop_views_are_the_full_paths(tmp_path):
+    """With ``crop="reference"`` the cache's views are :mod:`asc.data.augment`'s reference views at fixed positions."""
+    module, images = _module(), _images()
+    resized = augment.reference_width(FRAMES, W, 1.0)  # hops of 1 s: the window is W s
+    settings = EmbeddingCacheConfig(enabled=True, dtype="float32", positions=3)
+    banks, cache, _ = build_or_load(module.net, images, settings, root=tmp_path, spec_key="spec", backbone="small_cnn",
+                                    width=W, size=S, mask=0.0, eval_windows="cover", crop="reference",
+                                    band="reference", resized=resized)
+    assert cache.fields["crop"] == "reference" and cache.fields["resized"] == resized
+    starts = train_starts(FRAMES, W, 3, crop="reference")
+    assert starts.tolist() == [0.0, 0.5, 1.0]
+    n_cover = augment.eval_positions("cover", resized, images["val"].shape[1]).numel()
+    assert banks["train"].shape[:2] == (5, 3) and banks["val"].shape[:2] == (6, n_cover) and n_cover > 1
+    with torch.no_grad():
+        x = images["train"]
+        for k, u in enumerate(starts.tolist()):
+            full = module(augment.to_network(augment.reference_views(x, torch.full((len(x),), u), resized, S)))
+            assert torch.allclose(full, module(banks["train"][:, k]), atol=1e-5)
+        full = module.predict_proba(augment.eval_batch(images["val"], W, S, "cover", crop="reference", resized=resized))
+        assert torch.allclose(full, module.predict_proba(banks["val"]), atol=1e-6)

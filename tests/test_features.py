@@ -6,7 +6,8 @@ from asc.data.features import FeatureSpec, emphasis, emphasis_coefficient, frame
 
 
 def test_emphasis_coefficient_is_the_references_097_at_48k():
-    assert emphasis_coefficient(48_000, 1485.0) == pytest.approx(0.97, abs=1e-4)
+    assert emphasis_coefficient(48_000, 1485.0) == pytest.approx(0.97, abs=1e-4)  # paper.md's rounded alpha
+    assert emphasis_coefficient(48_000, FeatureSpec().emphasis_alpha) == pytest.approx(0.97, abs=1e-15)  # the default
 
 
 def test_emphasis_gain_is_one_at_dc_and_36db_at_nyquist():
@@ -32,9 +33,16 @@ def test_frame_minmax_scales_each_frame_over_frequency():
     S = np.array([[0.0, -80.0, 5.0], [10.0, -40.0, 5.0], [20.0, 0.0, 5.0]])
     img = frame_minmax_uint8(S)
     assert img.dtype == np.uint8
-    np.testing.assert_array_equal(img[:, 0], [0, 127, 255])  # truncation, as astype(uint8)
-    np.testing.assert_array_equal(img[:, 1], [0, 127, 255])
+    np.testing.assert_array_equal(img[:, 0], [0, 128, 255])  # as pyplot.imsave: 127.5 / 255 * 256 -> index 128
+    np.testing.assert_array_equal(img[:, 1], [0, 128, 255])
     np.testing.assert_array_equal(img[:, 2], [0, 0, 0])  # a constant frame maps to 0, never NaN
+
+
+def test_frame_minmax_maps_through_matplotlibs_gray_table():
+    """Index ``floor(256 x / 255)``, then the gray table, which holds 32 at index 33 (its truncation quirk)."""
+    levels = np.array([0.0, 33.5, 34.5, 127.6, 254.9, 256.0]) * 255 / 256  # indices 0, 33, 34, 127, 254, 255
+    img = frame_minmax_uint8(np.column_stack([levels, levels]))[:, 0]
+    np.testing.assert_array_equal(img, [0, 32, 34, 127, 254, 255])
 
 
 def test_cqt_image_of_a_tau_format_clip(tmp_path):

@@ -48,7 +48,9 @@ def test_paper_split_leaks_and_has_60_20_20_per_scene_city():
     for (_, _), group in df.groupby(["label", "city"]):
         counts = part[group.index].value_counts()
         n = len(group)
-        assert counts.get("train", 0) == round(0.6 * n) and abs(counts.get("test", 0) - 0.2 * n) <= 1
+        # the reference's cuts: train up to floor(0.6 n), test up to floor(0.8 n), validation the rest
+        assert counts.get("train", 0) == int(0.6 * n) and counts.get("test", 0) == int(0.8 * n) - int(0.6 * n)
+        assert counts.get("val", 0) == n - int(0.8 * n)
 
 
 @pytest.mark.parametrize("name", ["grouped", "fold1"])
@@ -75,9 +77,10 @@ def test_tiny_set_splits(tiny_tau):
         figures[name] = (leakage(df, part), {p: int((part == p).sum()) for p in PARTS})
     assert figures["paper"][0] > 0
     assert figures["grouped"][0] == 0 and figures["fold1"][0] == 0
-    # 6 clips per scene-city: paper cuts 4/1/1 (3.6 rounds up); grouped has 3 locations, one per part;
-    # fold1's evaluate is one location in three, its train part 4 locations per scene: 3 train, 1 val
-    assert figures["paper"][1] == {"train": 80, "val": 20, "test": 20}
+    # 6 clips per scene-city: paper cuts 3/1/2 (train floor(3.6), test up to floor(4.8), validation the rest);
+    # grouped has 3 locations, one per part; fold1's evaluate is one location in three, its train part 4
+    # locations per scene: 3 train, 1 val
+    assert figures["paper"][1] == {"train": 60, "val": 40, "test": 20}
     assert figures["grouped"][1] == {"train": 40, "val": 40, "test": 40}
     assert figures["fold1"][1] == {"train": 60, "val": 20, "test": 40}
 

@@ -181,7 +181,9 @@ def test_the_grid_command_and_paper_grid_make_27_jobs():
         "vgg16", True, True, [512], 224, 1e-3, "centre")
     assert (d.kind, d.split, d.split_seed, list(d.fractions), d.batch_size) == ("tau", "paper", 42, [0.6, 0.2, 0.2], 32)
     assert (f.kind, f.sample_rate, f.emphasis_alpha, f.hop_length, f.fmin, f.n_bins, f.bins_per_octave, f.magnitude) == (
-        "cqt", 48000, 1485.0, 1024, 10.0, 256, 24, True)
+        "cqt", 48000, 1484.536082474227, 1024, 10.0, 256, 24, True)
+    assert (f.pad_mode, f.res_type, f.bandwidth, m.crop, m.band) == (
+        "reflect", "kaiser_fast_resampy0.2", "librosa0.7", "reference", "reference")  # librosa 0.7, PIL, as in 2019
     assert (t.patience, t.precision) == (10, "32-true") and t.max_epochs >= 100
     assert cfg.hydra.callbacks.sweep._target_ == "asc.runs.sweep.SweepCallback"
 

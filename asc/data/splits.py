@@ -1,7 +1,9 @@
 """Train/validation/test splits. Each is deterministic from its seed and independent of file-system order.
 
-- ``paper``: 60:20:20 per (scene, city), by file, as the reference did. Files of one recording location
-  land in train and test alike -- the leakage the reference had; kept as the default to reproduce it.
+- ``paper``: 60:20:20 per (scene, city), by file, cut as the reference did: of each shuffled group, the first
+  ``floor(0.6 n)`` files train, the files up to ``floor(0.8 n)`` test, the rest validation (airport on TAU:
+  859 / 290 / 291). Files of one recording location land in train and test alike -- the leakage the reference
+  had; kept as the default to reproduce it.
 - ``grouped``: 60:20:20 per (scene, city) by whole recording locations: no location is in two parts.
 - ``fold1``: the official location-disjoint fold. ``fold1_train`` is split into train and validation by
   location; ``fold1_evaluate`` is the test set.
@@ -14,7 +16,10 @@ recording: every split but ``given`` keeps them in the part of their group's fir
 counts a test clip with a copy in training as leaked.
 
 Determinism: every random draw is seeded by the split seed and the group's name (label, city), and every
-group is taken in sorted order, so the split depends on the table's content only, not on its row order.
+group is taken in sorted order, so the split depends on the table's content only, not on its row order. (The
+reference seeded Python's ``random`` once with 42 and shuffled each folder's listing; a file system's listing
+order is not knowable, so which files land where cannot be reproduced, only how many: the files are sorted
+and each group gets its own seeded shuffle instead.)
 """
 
 from __future__ import annotations
@@ -34,22 +39,25 @@ def _group_rng(seed: int, *keys: object) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def _counts(n: int, fractions: Sequence[float]) -> tuple[int, int]:
-    n_train = int(round(fractions[0] * n))
-    n_val = int(round(fractions[1] * n))
-    return n_train, min(n_val, n - n_train)
+def paper_cuts(n: int, fractions: Sequence[float] = (0.6, 0.2, 0.2)) -> tuple[int, int]:
+    """The reference's cut points in a shuffled group of ``n`` files: ``floor(f_train n)``, ``floor((f_train + f_test) n)``.
+
+    Files before the first are training, between the two test, after the second validation (``fractions`` are
+    train, val, test, as everywhere). For 145 files: 87 / 29 / 29; for 128: 76 / 26 / 26.
+    """
+    return int(np.floor(fractions[0] * n)), int(np.floor((fractions[0] + fractions[2]) * n))
 
 
 def paper_split(df: pd.DataFrame, seed: int = 42, fractions: Sequence[float] = (0.6, 0.2, 0.2)) -> pd.Series:
-    """Per (label, city): sort files, shuffle with ``seed``, cut at 60 % and 80 %."""
+    """Per (label, city): sort files, shuffle with ``seed``, cut as the reference (:func:`paper_cuts`)."""
     part = pd.Series(index=df.index, dtype=object)
     for (label, city), group in df.groupby(["label", "city"], sort=True):
         order = group.sort_values("filename").index.to_numpy()
         order = order[_group_rng(seed, label, city).permutation(order.size)]
-        n_train, n_val = _counts(order.size, fractions)
-        part[order[:n_train]] = "train"
-        part[order[n_train : n_train + n_val]] = "val"
-        part[order[n_train + n_val :]] = "test"
+        train_end, test_end = paper_cuts(order.size, fractions)
+        part[order[:train_end]] = "train"
+        part[order[train_end:test_end]] = "test"
+        part[order[test_end:]] = "val"
     return part
 
 

@@ -3,9 +3,10 @@
 A frozen backbone maps the same input to the same output, so a run that only trains the head need not
 run it at every step. With ``model.embedding_cache.enabled=true`` the training clips are seen through
 ``positions`` fixed windows (evenly spaced from the first frame to the last, the centre one when
-``positions`` is 1) instead of a window at a continuous random position, and the validation/test clips
-through their evaluation windows (``model.eval_windows``). The head then trains on the stored outputs:
-each step picks one of a clip's stored views at random.
+``positions`` is 1; with ``model.crop=reference``, crop positions evenly spaced in [0, 1]) instead of a window at
+a continuous random position, and the validation/test clips through their evaluation windows
+(``model.eval_windows``). Views are made by :mod:`asc.data.augment` with the run's crop and band rules. The head then
+trains on the stored outputs: each step picks one of a clip's stored views at random.
 
 Masking (``mask > 0``) draws from a finite set: each training window is stored with ``masks`` band masks
 drawn once (from a generator seeded by the cache key, so the set is the same in every run that shares the
@@ -14,8 +15,8 @@ configurations on the full path (continuous positions, a fresh band at every ste
 
 Layout: ``<cache_dir>/embeddings-<key>/{train,val,test}.npy`` (``[clips, views, D]``, float16 by default)
 and ``info.json``, which is written last. The key hashes everything that changes the numbers: the
-spectrogram settings, the backbone and a hash of its weights, image size, window, positions, masks, the mask
-fraction, the evaluation windows, the compute precision, and the exact inputs (a hash of every part's
+spectrogram settings, the backbone and a hash of its weights, image size, window, crop and band rules, positions,
+masks, the mask fraction, the evaluation windows, the compute precision, and the exact inputs (a hash of every part's
 spectrogram images, in order). Every file is written to a temporary name and renamed. Jobs that need the same
 entry at once (the seeds of a sweep cell under joblib) take turns on ``.embeddings-<key>.lock``: the first
 computes it, the others wait and load it.
@@ -82,8 +83,13 @@ class EmbeddingCacheConfig:
         return self.positions * (self.masks if mask > 0 else 1)
 
 
-def train_starts(frames: int, width: int, positions: int) -> torch.Tensor:
-    """``positions`` evenly spaced window starts ``[K]`` from 0 to ``frames - width`` (K = 1: the centre)."""
+def train_starts(frames: int, width: int, positions: int, crop: str = "exact") -> torch.Tensor:
+    """``positions`` evenly spaced windows ``[K]`` (K = 1: the centre): starts from 0 to ``frames - width`` frames
+    (``crop="exact"``), or crop positions from 0 to 1 (``crop="reference"``)."""
+    if crop == "reference":
+        if positions == 1:
+            return torch.full((1,), 0.5, dtype=torch.float64)
+        return torch.linspace(0, 1, positions, dtype=torch.float64)
     if positions == 1:
         return augment.centre_offsets(1, frames, width)
     return torch.linspace(0, frames - width, positions).round().long()
@@ -99,25 +105,28 @@ def training_views(
     generator: torch.Generator | None = None,
     channels_last: bool = False,
     norm: augment.Norm | None = None,
+    *,
+    crop: str = "exact",
+    resized: int | None = None,
+    band: str = "uniform",
 ) -> torch.Tensor:
     """Network inputs ``[B, V, 3, size, size]`` for images ``[B, H, W]``: ``V = K`` windows, or ``K * masks``
     when ``mask > 0`` (view ``k * masks + m`` is window ``k`` with its ``m``-th band, drawn from ``generator``).
+    ``starts``, ``crop``, ``resized``: as :func:`asc.data.augment.windows_at`; ``band``: the band-height rule;
     ``norm``: the backbone's input normalisation (see :func:`asc.data.augment.to_network`).
     """
     B = images.shape[0]
-    win = augment.windows_at(images, starts, width, size)  # [B, K, S, S]
+    win = augment.windows_at(images, starts, width, size, crop=crop, resized=resized)  # [B, K, S, S]
     if mask > 0:
-        win = augment.band_mask(win.repeat_interleave(masks, 1).flatten(0, 1), mask, generator=generator)
+        win = augment.band_mask(win.repeat_interleave(masks, 1).flatten(0, 1), mask, generator=generator, rule=band)
     x = augment.to_network(win.reshape(-1, size, size), channels_last, norm)
     return x.view(B, -1, 3, size, size)
 
 
-def eval_views(
-    images: torch.Tensor, width: int, size: int, windows: str = "centre", channels_last: bool = False,
-    norm: augment.Norm | None = None,
-) -> torch.Tensor:
+def eval_views(images: torch.Tensor, width: int, size: int, windows: str = "centre", channels_last: bool = False,
+               norm: augment.Norm | None = None, *, crop: str = "exact", resized: int | None = None) -> torch.Tensor:
     """Network inputs ``[B, n, 3, size, size]`` of the evaluation windows (what the full path evaluates)."""
-    return augment.eval_batch(images, width, size, windows, channels_last, norm)
+    return augment.eval_batch(images, width, size, windows, channels_last, crop=crop, resized=resized, norm=norm)
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -238,6 +247,9 @@ def build_or_load(
     precision: str | int | None = None,
     channels_last: bool = False,
     device: torch.device | str = "cpu",
+    crop: str = "exact",
+    band: str = "uniform",
+    resized: int | None = None,
 ) -> tuple[dict[str, torch.Tensor], EmbeddingCache, bool]:
     """The cached backbone outputs of every part, computing (and storing) them if missing.
 
@@ -245,6 +257,8 @@ def build_or_load(
         net: a :class:`asc.model.networks.SceneNet` with a frozen backbone (its ``backbone`` is run).
         images: ``{part: uint8 [N, H, W]}`` spectrogram images of "train", "val" and "test".
         width, size: window width in frames, network input side in pixels.
+        crop, band, resized: the crop rule, the band rule and (``crop="reference"``) the resized width of
+            :mod:`asc.data.augment` (what :class:`asc.model.module.SceneClassifier` uses: its ``resized_width(frames)``).
     Returns:
         ``({"train": [N, positions * (masks or 1), D], "val": [N, n, D], "test": [N, n, D]}, cache, computed)``.
     """
@@ -258,6 +272,9 @@ def build_or_load(
         "weights": weights_digest(net.backbone),
         "image_size": size,
         "window_frames": width,
+        "crop": crop,
+        "resized": resized,
+        "band": band,
         "frames": frames,
         "positions": cfg.positions,
         "masks": cfg.masks if mask > 0 else 0,
@@ -274,7 +291,8 @@ def build_or_load(
         with exclusive(Path(root) / f".{cache.dir.name}.lock", f"{cache.dir}: another job is computing it; waiting"):
             if not cache.complete():
                 banks = _compute(net, images, cfg, cache, frames=frames, views=views, width=width, size=size, mask=mask,
-                                 eval_windows=eval_windows, precision=precision, channels_last=channels_last, device=device)
+                                 eval_windows=eval_windows, precision=precision, channels_last=channels_last, device=device,
+                                 crop=crop, band=band, resized=resized)
                 cache.save(banks, cfg.dtype)
                 return banks, cache, True
     log.info("embedding cache: using %s", cache.dir)
@@ -284,11 +302,11 @@ def build_or_load(
 def _compute(
     net: nn.Module, images: Mapping[str, torch.Tensor], cfg: EmbeddingCacheConfig, cache: EmbeddingCache, *,
     frames: int, views: int, width: int, size: int, mask: float, eval_windows: str, precision: str | int | None,
-    channels_last: bool, device: torch.device | str,
+    channels_last: bool, device: torch.device | str, crop: str = "exact", band: str = "uniform", resized: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """The backbone outputs of every part (see :func:`build_or_load`)."""
     device = torch.device(device)
-    starts = train_starts(frames, width, cfg.positions)
+    starts = train_starts(frames, width, cfg.positions, crop)
     gen = torch.Generator().manual_seed(int(cache.key[:15], 16))  # the mask set is a function of the key
     dtype = _DTYPES[cfg.dtype]
     amp = autocast_dtype(precision)
@@ -299,14 +317,18 @@ def _compute(
 
     def train_views(lo: int, hi: int) -> torch.Tensor:
         x = images["train"][lo:hi].to(device, non_blocking=True)
-        return training_views(x, starts, width, size, mask, cfg.masks, gen, channels_last, net.norm)
+        return training_views(x, starts, width, size, mask, cfg.masks, gen, channels_last, net.norm, crop=crop,
+                              resized=resized, band=band)
 
-    n_eval = augment.eval_starts(frames, width, eval_windows).numel()
+    if crop == "reference":
+        n_eval = augment.eval_positions(eval_windows, resized, int(images["train"].shape[1])).numel()
+    else:
+        n_eval = augment.eval_starts(frames, width, eval_windows).numel()
     banks = {"train": bank("train", train_views, views)}
     for part in ("val", "test"):
         banks[part] = bank(
             part, lambda lo, hi, p=part: eval_views(images[p][lo:hi].to(device), width, size, eval_windows, channels_last,
-                                                    net.norm), n_eval
+                                                    net.norm, crop=crop, resized=resized), n_eval
         )
     return banks
 

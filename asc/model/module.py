@@ -27,10 +27,16 @@ class SceneClassifier(L.LightningModule):
     Args:
         class_names: label names, index = class id.
         model: keyword arguments of :class:`SceneNet` (backbone, pretrained, freeze, hidden, dropout, ...).
-        window_frames: training/evaluation window width in spectrogram frames.
+        window_frames: training/evaluation window width in spectrogram frames (``crop="exact"``).
         image_size: network input side in pixels (224 for VGG16).
         mask: maximum masked band as a fraction of the height, in [0, 1).
         eval_windows: ``"centre"`` (the reference) or ``"cover"`` (mean over windows covering the clip).
+        crop: how a window becomes the square input (:mod:`asc.data.augment`): ``"reference"`` (the image resized to
+            ``224 / sample_size`` px wide, a full-height square cut and resized, PIL's bicubic in 8 bit: a "5 s"
+            window covers 5.71 s) or ``"exact"`` (exactly ``window`` seconds, one float resize). The default is
+            ``"exact"``, what models trained before the setting existed used; the config's is ``"reference"``.
+        band: the band-mask height rule, ``"reference"`` (1 to ``floor(mask H) + 1`` rows) or ``"uniform"``
+            (0 to ``floor(mask H)`` rows; the default, for the same reason).
         lr: Adam learning rate.
         channels_last: use the channels-last memory format (faster convolutions on modern hardware).
         features: the full :class:`asc.data.features.FeatureSpec` as a plain dict (``dataclasses.asdict``), so a
@@ -62,10 +68,16 @@ class SceneClassifier(L.LightningModule):
         inputs: str = "images",
         compile: bool = False,
         steps_per_call: int = 1,
+        crop: str = "exact",
+        band: str = "uniform",
     ) -> None:
         super().__init__()
         if not 0 <= mask < 1:
             raise ValueError(f"mask: {mask} must be in [0, 1)")
+        if crop not in augment.CROPS:
+            raise ValueError(f"model.crop: {crop!r} is not one of {list(augment.CROPS)}")
+        if band not in augment.BANDS:
+            raise ValueError(f"model.band: {band!r} is not one of {list(augment.BANDS)}")
         if inputs not in ("images", "embeddings"):
             raise ValueError(f"inputs: {inputs!r} is not one of 'images', 'embeddings'")
         if steps_per_call < 1 or (steps_per_call > 1 and inputs != "embeddings"):
@@ -100,6 +112,15 @@ class SceneClassifier(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)  # no copy when the pipeline made it so
         return self.net(x)
 
+    def resized_width(self, frames: int) -> int | None:
+        """With ``crop="reference"``: the width (px) an image of ``frames`` frames is resized to (else None)."""
+        hp = self.hparams
+        if hp.crop != "reference":
+            return None
+        features = hp.get("features") or {"sample_rate": 48_000, "hop_length": 1024}
+        hop = features["hop_length"] / features["sample_rate"]
+        return augment.reference_width(frames, hp.get("window") or hp.window_frames * hop, hop)
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         hp = self.hparams
         if hp.inputs == "embeddings":
@@ -108,10 +129,13 @@ class SceneClassifier(L.LightningModule):
             x, y = batch
             return x.float(), y
         x, y = batch
+        views = dict(crop=hp.crop, resized=self.resized_width(x.shape[2]))
         if self.trainer is not None and self.trainer.training:
-            x = augment.train_batch(x, hp.window_frames, hp.image_size, hp.mask, hp.channels_last, self.net.norm)
+            x = augment.train_batch(x, hp.window_frames, hp.image_size, hp.mask, hp.channels_last, band=hp.band,
+                                    norm=self.net.norm, **views)
         else:
-            x = augment.eval_batch(x, hp.window_frames, hp.image_size, hp.eval_windows, hp.channels_last, self.net.norm)
+            x = augment.eval_batch(x, hp.window_frames, hp.image_size, hp.eval_windows, hp.channels_last,
+                                   norm=self.net.norm, **views)
         return x, y
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:

@@ -245,8 +245,19 @@ def make_head(in_dim: int, hidden: Sequence[int], n_classes: int, dropout: float
     return nn.Sequential(*layers)
 
 
+def _stay_in_eval(module: nn.Module, args: tuple) -> None:
+    """Forward pre-hook of a frozen backbone: every submodule back in eval mode before it runs.
+
+    Lightning (2.6) sets ``.training`` on each submodule directly when an epoch starts, without calling
+    :meth:`SceneNet.train`, so only a hook at the call itself keeps BatchNorm statistics and dropout frozen.
+    """
+    if any(m.training for m in module.modules()):
+        module.eval()
+
+
 class SceneNet(nn.Module):
-    """Backbone + head. With ``freeze``, the backbone's parameters get no gradient and it stays in eval mode."""
+    """Backbone + head. With ``freeze``, the backbone's parameters get no gradient and it stays in eval mode
+    (``train()`` leaves it there, and a forward pre-hook puts it back whoever changed its mode)."""
 
     def __init__(
         self,
@@ -263,9 +274,10 @@ class SceneNet(nn.Module):
         self.freeze = freeze
         if freeze:
             self.backbone.requires_grad_(False)
-            # Lightning (2.2+) never calls train() at fit start but keeps the modes modules are built with, and a
-            # new module is in training mode: BatchNorm layers (EfficientNet-Lite0) would update their statistics
+            # Lightning never calls train() at fit start but keeps (and restores) the modes modules are built with,
+            # and a new module is in training mode: BatchNorm layers (EfficientNet-Lite0) would update their statistics
             self.backbone.eval()
+            self.backbone.register_forward_pre_hook(_stay_in_eval)
         self.head = make_head(self.backbone.out_dim, hidden, n_classes, dropout)
 
     @property

@@ -42,7 +42,7 @@ from asc.tracking.store import TrackingStore
 log = logging.getLogger(__name__)
 
 #: Keys of the ``model`` group that configure the LightningModule rather than the network.
-MODULE_KEYS = ("image_size", "lr", "eval_windows", "channels_last", "compile")
+MODULE_KEYS = ("image_size", "lr", "eval_windows", "channels_last", "compile", "crop", "band")
 
 
 def run_name(window: float, mask: float, seed: int) -> str:
@@ -164,6 +164,7 @@ def embedding_inputs(s: RunSettings, images: SceneDataModule, module: SceneClass
         root=s.data.cache_dir, spec_key=s.features.key(), backbone=str(s.network.get("backbone")),
         width=hp.window_frames, size=hp.image_size, mask=hp.mask, eval_windows=hp.eval_windows,
         precision=s.trainer.get("precision"), channels_last=hp.channels_last, device=trainer.strategy.root_device,
+        crop=hp.crop, band=hp.band, resized=module.resized_width(images.frames),
     )
     data = EmbeddingData(banks, {p: y for p, (_, y) in parts.items()}, s.data.batch_size,
                          steps_per_call=s.cache.steps_per_call)

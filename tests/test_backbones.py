@@ -89,7 +89,8 @@ def test_frozen_lite0_stays_in_eval_mode_and_keeps_its_statistics_through_traini
     from torch.utils.data import DataLoader, TensorDataset
 
     model = dict(backbone="efficientnet_lite0", pretrained=True, freeze=True, hidden=(16,), dropout=0.0)
-    module = SceneClassifier(["a", "b", "c"], model, window_frames=30, image_size=64, mask=0.2)
+    module = SceneClassifier(["a", "b", "c"], model, views=dict(window_frames=30, size=64, mask=0.2),
+                             clip=dict(frames=60, seconds=1.26, pad="none"))
     before = {k: v.clone() for k, v in module.net.backbone.state_dict().items()}
     head_before = [p.clone() for p in module.net.head.parameters()]
     modes: list[bool] = []  # the mode of every BatchNorm layer at every forward call during training
@@ -122,11 +123,11 @@ def test_prediction_normalises_like_training():
 
     torch.manual_seed(0)
     model = dict(backbone="efficientnet_lite0", pretrained=False, freeze=True, hidden=(8,), dropout=0.0)
-    module = SceneClassifier(["a", "b", "c"], model, window_frames=30, image_size=64).eval()
+    module = SceneClassifier(["a", "b", "c"], model, views=dict(window_frames=30, size=64),
+                             clip=dict(frames=90, seconds=1.9, pad="none")).eval()
     image = torch.randint(0, 256, (1, 40, 90), dtype=torch.uint8)
     predictor = Predictor(module, FeatureSpec(n_bins=40))
-    starts = predictor.eval_starts(90)
-    got = predictor.window_probs(image[0].numpy(), starts)
+    got = predictor.clip_probs(image[0].numpy(), [0])
     with torch.no_grad():
         want = module.predict_proba(augment.eval_batch(image, 30, 64, norm=module.net.norm))
         imagenet = module.predict_proba(augment.eval_batch(image, 30, 64))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import torch
 import pytest
 import soundfile as sf
 
@@ -131,19 +132,41 @@ def _folder_with_a_short_clip(root):
 
 
 @pytest.mark.parametrize("on_error", ["raise", "skip"])
-def test_clip_shorter_than_the_window(tmp_path, on_error, caplog):
+def test_recording_shorter_than_a_clip_without_padding(tmp_path, on_error, caplog):
     from asc.data.datamodule import DataConfig, SceneDataModule
 
     root = _folder_with_a_short_clip(tmp_path / "rec")
     cfg = DataConfig(root=str(root), kind="folder", split="given", cache_dir=str(tmp_path / "cache"),
-                     on_error=on_error, extract_workers=1, batch_size=4)
+                     on_error=on_error, extract_workers=1, batch_size=4, clip_seconds=1.0, pad="none")
     dm = SceneDataModule(cfg, SPEC, window=0.5, progress=False)
-    dm.prepare_data()  # the short clip has an image; only the window does not fit it
+    dm.prepare_data()  # the short clip has an image; only the clip length does not fit it
     if on_error == "raise":
-        with pytest.raises(ValueError, match=r"1 clip\(s\) .* shorter than window=0.5 s .*short.wav \(0.19 s\)"):
+        with pytest.raises(ValueError, match=r"1 recording\(s\) .* shorter than a clip, data.clip_seconds=1 s .*"
+                                             r"short.wav \(0.19 s\).*data.pad=repeat"):
             dm.setup("fit")
         return
     with caplog.at_level(logging.WARNING, logger="asc.data.datamodule"):
         dm.setup("fit")
-    assert dm.skipped == 1 and sum(dm.split_sizes.values()) == 12
+    assert dm.skipped == 1 and sum(dm.split_sizes.values()) == 12 and dm.counts["skipped"] == 1
     assert "short.wav" in caplog.text and "left out (data.on_error=skip)" in caplog.text
+
+
+@pytest.mark.parametrize("pad", ["repeat", "silence"])
+def test_recording_shorter_than_a_clip_is_padded_and_counted(tmp_path, pad):
+    from asc.data.datamodule import DataConfig, SceneDataModule
+
+    root = _folder_with_a_short_clip(tmp_path / "rec")
+    cfg = DataConfig(root=str(root), kind="folder", split="given", cache_dir=str(tmp_path / "cache"),
+                     extract_workers=1, batch_size=4, clip_seconds=1.0, pad=pad)
+    dm = SceneDataModule(cfg, SPEC, window=0.5, progress=False)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.counts == {"padded": 1, "cropped": 0, "skipped": 0, "copies": 0} and dm.split_sizes["train"] == 9
+    bank = dm.bank("train")
+    short = len(bank) - 1  # recordings are in file-name order: short.wav comes last
+    image = bank.clips(torch.tensor([short]), torch.tensor([0]))[0].numpy()
+    own = image_from_file(root / "short.wav", SPEC)
+    n = own.shape[1]
+    assert np.array_equal(image[:, :n], own)  # the recording itself, then the padding
+    rest = image[:, n:2 * n] if pad == "repeat" else image[:, n:]
+    assert np.array_equal(rest, own[:, : rest.shape[1]]) if pad == "repeat" else not rest.any()

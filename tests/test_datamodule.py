@@ -76,25 +76,28 @@ def test_tensor_batches_cut_whole_batches():
 
 def test_folder_split_loaders_in_memory(own, tmp_path):
     cfg = DataConfig(root=str(own), kind="folder", split="grouped", cache_dir=str(tmp_path / "cache"),
-                     extract_workers=1, batch_size=5, on_device=True)
+                     extract_workers=1, batch_size=5, on_device=True, clip_seconds=2.0)
     dm = SceneDataModule(cfg, SPEC, window=1.0, progress=False)
     dm.prepare_data()
     dm.setup("fit")
     assert dm.class_names == sorted(SCENES3) and dm.leakage == 0.0
     assert dm.split_sizes == {"train": 12, "val": 6, "test": 6}  # 4 sessions per label: 2/1/1
-    assert dm.frames == int(2.0 * SR) // 1024 + 1  # the 22.05 kHz files were resampled to 16 kHz
+    assert dm.clip_frames == int(2.0 * SR) // 1024 + 1  # the 22.05 kHz files were resampled to 16 kHz
+    assert dm.counts == {"padded": 0, "cropped": 0, "skipped": 0, "copies": 0}
     batches = list(dm.train_dataloader())  # no trainer: on_device has no device to go to, stays on the CPU
     assert [len(b[1]) for b in batches] == [5, 5, 2]  # ordinary DataLoader batching, no drop_last
     x, y = batches[0]
-    assert x.dtype == torch.uint8 and x.shape[1:] == (216, dm.frames) and y.dtype == torch.long
+    assert x.dtype == torch.uint8 and x.shape[1:] == (216, dm.clip_frames) and y.dtype == torch.long
     seen = torch.cat([b[1] for b in batches])
-    assert sorted(seen.tolist()) == sorted(dm._parts["train"].tensors[1].tolist())  # each clip once per epoch
+    assert sorted(seen.tolist()) == sorted(dm.bank("train").labels.tolist())  # each clip once per epoch
     torch.manual_seed(0)
     first = [b[1].tolist() for b in dm.train_dataloader()]
     torch.manual_seed(0)
     assert [b[1].tolist() for b in dm.train_dataloader()] == first  # shuffling follows the seed
-    val = torch.cat([b[1] for b in dm.val_dataloader()])
-    assert torch.equal(val, dm._parts["val"].tensors[1])  # evaluation in order
+    val = list(dm.val_dataloader())
+    assert torch.equal(torch.cat([b[1] for b in val]), dm.bank("val").labels)  # evaluation in order
+    clips, _, real = val[0]
+    assert clips.shape[1:] == (1, 216, dm.clip_frames) and real.all()  # one clip per recording of a clip's length
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
@@ -104,7 +107,7 @@ def test_on_device_holds_the_split_on_the_gpu(own, tmp_path):
             root_device = torch.device("cuda", 0)
 
     cfg = DataConfig(root=str(own), kind="folder", split="grouped", cache_dir=str(tmp_path / "cache"),
-                     extract_workers=1, batch_size=5, on_device=True, num_workers=2)
+                     extract_workers=1, batch_size=5, on_device=True, num_workers=2, clip_seconds=2.0)
     dm = SceneDataModule(cfg, SPEC, window=1.0, progress=False)
     dm.trainer = FakeTrainer()
     dm.prepare_data()
@@ -112,7 +115,7 @@ def test_on_device_holds_the_split_on_the_gpu(own, tmp_path):
     loader = dm.train_dataloader()
     assert loader.num_workers == 0 and not loader.pin_memory
     x, y = next(iter(loader))
-    assert x.is_cuda and y.is_cuda and dm._parts["train"].tensors[0].is_cuda
+    assert x.is_cuda and y.is_cuda and dm.bank("train").images.is_cuda
 
 
 @pytest.mark.slow
@@ -126,7 +129,7 @@ def test_folder_dataset_trains_end_to_end(own, tmp_path, monkeypatch):
     overrides = [
         f"data.root={own}", "data.split=grouped", f"paths.cache={tmp_path / 'cache'}", "data.on_device=true",
         "data.extract_workers=1", "model=small_cnn", "model.image_size=64", "trainer.max_epochs=1",
-        "features.sample_rate=16000", "features.n_bins=216", "window=1.0", "progress=false",
+        "features.sample_rate=16000", "features.n_bins=216", "window=1.0", "progress=false", "data.clip_seconds=2.0",
         f"logger.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", f"logger.artifacts={tmp_path / 'art'}",
         "logger.experiment=own",
     ]

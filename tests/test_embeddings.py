@@ -6,16 +6,19 @@ import pytest
 import torch
 
 from asc.data import augment
+from asc.data.augment import ViewSpec
+from asc.data.clips import ClipBank
 from asc.model.embeddings import EmbeddingCacheConfig, EmbeddingLoader, build_or_load, train_starts, training_views
 from asc.model.module import SceneClassifier
 
-W, S, FRAMES = 20, 32, 50  # window frames, network input side, image width
+W, S, FRAMES = 20, 32, 50  # window frames, network input side, clip (image) width
+CLIP = dict(frames=FRAMES, seconds=49.0, pad="none")  # hops of 1 s
 
 
-def _module(seed: int = 0, freeze: bool = True) -> SceneClassifier:
+def _module(seed: int = 0, freeze: bool = True, **views) -> SceneClassifier:
     torch.manual_seed(seed)
     model = dict(backbone="small_cnn", pretrained=False, freeze=freeze, channels=(4, 8), hidden=(8,), dropout=0.0)
-    return SceneClassifier(["a", "b", "c"], model, window_frames=W, image_size=S).eval()
+    return SceneClassifier(["a", "b", "c"], model, views=dict(window_frames=W, size=S, **views), clip=CLIP).eval()
 
 
 def _images(n: int = 5, seed: int = 1) -> dict[str, torch.Tensor]:
@@ -23,17 +26,22 @@ def _images(n: int = 5, seed: int = 1) -> dict[str, torch.Tensor]:
     return {p: torch.randint(0, 256, (n + i, 24, FRAMES), dtype=torch.uint8, generator=g) for i, p in enumerate(("train", "val", "test"))}
 
 
+def _banks(images: dict[str, torch.Tensor]) -> dict[str, ClipBank]:
+    return {p: ClipBank.from_images(list(x.numpy()), [0] * len(x), FRAMES) for p, x in images.items()}
+
+
 def _build(module, images, root, mask=0.0, **cfg):
     settings = EmbeddingCacheConfig(enabled=True, **{"dtype": "float32", **cfg})
-    return build_or_load(
-        module.net, images, settings, root=root, spec_key="spec", backbone="small_cnn",
-        width=W, size=S, mask=mask,
-    )
+    views = ViewSpec(**{**module.hparams.views, "mask": mask})
+    outputs, real, cache, computed = build_or_load(module.net, _banks(images), settings, views, root=root,
+                                                   spec_key="spec", backbone="small_cnn")
+    return outputs, cache, computed, real
 
 
 def test_head_gets_exactly_the_backbone_outputs_of_the_full_path(tmp_path):
     module, images = _module(), _images()
-    banks, _, computed = _build(module, images, tmp_path, positions=3)
+    banks, _, computed, real = _build(module, images, tmp_path, positions=3)
+    assert real["val"].all() and real["val"].shape == (6, 1)
     assert computed and banks["train"].shape[:2] == (5, 3) and banks["val"].shape[:2] == (6, 1)
     starts = train_starts(FRAMES, W, 3)
     assert starts.tolist() == [0, 15, 30]  # first to last frame, evenly spaced
@@ -50,28 +58,29 @@ def test_head_gets_exactly_the_backbone_outputs_of_the_full_path(tmp_path):
 
 def test_masked_views_are_a_fixed_finite_set(tmp_path):
     module, images = _module(), _images()
-    banks, cache, _ = _build(module, images, tmp_path / "a", mask=0.3, positions=2, masks=3)
+    banks, cache, _, _ = _build(module, images, tmp_path / "a", mask=0.3, positions=2, masks=3)
     assert banks["train"].shape[:2] == (5, 6)  # positions x masks
-    again, _, computed = _build(module, images, tmp_path / "b", mask=0.3, positions=2, masks=3)
+    again, _, computed, _ = _build(module, images, tmp_path / "b", mask=0.3, positions=2, masks=3)
     assert computed and torch.equal(banks["train"], again["train"])  # the set is a function of the key
     # view k * masks + m is window k with its m-th band: recompute it on the full path
     gen = torch.Generator().manual_seed(int(cache.key[:15], 16))
-    x = training_views(images["train"], train_starts(FRAMES, W, 2), W, S, 0.3, 3, gen)
+    views = ViewSpec(W, S, mask=0.3)
+    x = training_views(_banks(images)["train"], torch.arange(5), views, positions=2, masks=3, generator=gen)
     with torch.no_grad():
         assert torch.allclose(module.net.embed(x.flatten(0, 1)).view(5, 6, -1), banks["train"], atol=1e-5)
     grey = augment.to_network(torch.full((1, 1, 1), augment.MASK_FILL))[0, 0, 0, 0]
     banded = (x[:, :, 0] == grey).all(-1).any(-1)  # [B, V]: a row of the view is mid-grey across the width
     assert banded.float().mean() > 0.5  # band heights are uniform in 0..9 rows: most views have one
-    unmasked, _, _ = _build(module, images, tmp_path / "c", positions=2)
+    unmasked = _build(module, images, tmp_path / "c", positions=2)[0]
     assert not torch.allclose(unmasked["train"][:, 0], banks["train"][:, 0])
 
 
 def test_cache_is_keyed_written_atomically_and_reused(tmp_path):
     module, images = _module(), _images()
-    banks, cache, computed = _build(module, images, tmp_path, positions=2)
+    banks, cache, computed, _ = _build(module, images, tmp_path, positions=2)
     assert computed and (cache.dir / "info.json").is_file()
     assert not [p for p in cache.dir.iterdir() if p.name.endswith(".tmp")]
-    again, same, computed = _build(module, images, tmp_path, positions=2)
+    again, same, computed, _ = _build(module, images, tmp_path, positions=2)
     assert not computed and same.dir == cache.dir and torch.equal(again["train"], banks["train"])
     other_k = _build(module, images, tmp_path, positions=3)[1]
     with torch.no_grad():
@@ -105,7 +114,7 @@ def test_jobs_needing_one_entry_at_once_compute_it_once(tmp_path, monkeypatch):
         job.start()
     for job in jobs:
         job.join()
-    assert sorted(computed for _, _, computed in results) == [False, True]  # one computed it, the other loaded it
+    assert sorted(computed for _, _, computed, _ in results) == [False, True]  # one computed it, the other loaded it
     assert torch.equal(results[0][0]["train"], results[1][0]["train"])
 
 
@@ -156,7 +165,7 @@ def _fit_head(steps_per_call: int, epochs: int = 2) -> tuple[SceneClassifier, di
 
     torch.manual_seed(0)
     model = dict(backbone="small_cnn", pretrained=False, freeze=True, channels=(4, 8), hidden=(16,), dropout=0.5)
-    module = SceneClassifier(["a", "b", "c"], model, window_frames=W, image_size=S, inputs="embeddings",
+    module = SceneClassifier(["a", "b", "c"], model, views=dict(window_frames=W, size=S), clip=CLIP, inputs="embeddings",
                              steps_per_call=steps_per_call)
     dim = module.net.backbone(torch.zeros(1, 3, S, S)).flatten(1).shape[1]
     g = torch.Generator().manual_seed(1)
@@ -186,7 +195,7 @@ def test_several_steps_per_call_make_the_same_updates(steps_per_call):
 def test_several_steps_per_call_need_the_embedding_inputs():
     model = dict(backbone="small_cnn", pretrained=False, freeze=True, channels=(4, 8), hidden=(8,))
     with pytest.raises(ValueError, match="steps_per_call"):
-        SceneClassifier(["a", "b"], model, window_frames=W, image_size=S, steps_per_call=4)
+        SceneClassifier(["a", "b"], model, views=dict(window_frames=W, size=S), clip=CLIP, steps_per_call=4)
     with pytest.raises(ValueError, match="steps_per_call"):
         EmbeddingCacheConfig(steps_per_call=0)
 
@@ -196,7 +205,7 @@ def test_epoch_loss_is_the_per_sample_mean_when_the_last_batch_is_smaller():
 
     torch.manual_seed(0)
     module = SceneClassifier(["a", "b"], dict(backbone="small_cnn", pretrained=False, channels=(4, 8), hidden=(8,), dropout=0.0),
-                             window_frames=W, image_size=S, inputs="embeddings")
+                             views=dict(window_frames=W, size=S), clip=CLIP, inputs="embeddings")
     dim = module.net.head[0].in_features
     x, y = torch.randn(5, dim), torch.tensor([0, 1, 1, 0, 1])
     for lo, hi in ((0, 4), (4, 5)):  # a batch of 4, then a batch of 1
@@ -207,13 +216,11 @@ def test_epoch_loss_is_the_per_sample_mean_when_the_last_batch_is_smaller():
 
 def test_reference_crop_views_are_the_full_paths(tmp_path):
     """With ``crop="reference"`` the cache's views are :mod:`asc.data.augment`'s reference views at fixed positions."""
-    module, images = _module(), _images()
+    images = _images()
     resized = augment.reference_width(FRAMES, W, 1.0)  # hops of 1 s: the window is W s
-    settings = EmbeddingCacheConfig(enabled=True, dtype="float32", positions=3)
-    banks, cache, _ = build_or_load(module.net, images, settings, root=tmp_path, spec_key="spec", backbone="small_cnn",
-                                    width=W, size=S, mask=0.0, eval_windows="cover", crop="reference",
-                                    band="reference", resized=resized)
-    assert cache.fields["crop"] == "reference" and cache.fields["resized"] == resized
+    module = _module(crop="reference", band="reference", eval_windows="cover", resized=resized)
+    banks, cache, _, _ = _build(module, images, tmp_path, positions=3)
+    assert cache.fields["views"]["crop"] == "reference" and cache.fields["views"]["resized"] == resized
     starts = train_starts(FRAMES, W, 3, crop="reference")
     assert starts.tolist() == [0.0, 0.5, 1.0]
     n_cover = augment.eval_positions("cover", resized, images["val"].shape[1]).numel()
@@ -225,3 +232,30 @@ def test_reference_crop_views_are_the_full_paths(tmp_path):
             assert torch.allclose(full, module(banks["train"][:, k]), atol=1e-5)
         full = module.predict_proba(augment.eval_batch(images["val"], W, S, "cover", crop="reference", resized=resized))
         assert torch.allclose(full, module.predict_proba(banks["val"]), atol=1e-6)
+
+
+def test_recordings_of_any_length_the_cache_matches_the_full_path(tmp_path):
+    """Recordings longer than a clip: training positions spread over the whole recording, evaluation over the clips
+    covering it (and only those: the padding views are marked unreal) -- the numbers of the full path."""
+    from asc.data.datamodule import ClipBatches
+
+    module = _module()
+    g = torch.Generator().manual_seed(3)
+    lengths = {"train": [50, 120, 75], "val": [50, 170], "test": [101]}
+    images = {p: [torch.randint(0, 256, (24, n), dtype=torch.uint8, generator=g).numpy() for n in ns]
+              for p, ns in lengths.items()}
+    banks = {p: ClipBank.from_images(x, [1] * len(x), FRAMES) for p, x in images.items()}
+    settings = EmbeddingCacheConfig(enabled=True, dtype="float32", positions=3)
+    outputs, real, _, _ = build_or_load(module.net, banks, settings, module.views, root=tmp_path, spec_key="s",
+                                        backbone="small_cnn")
+    assert real["val"].tolist() == [[True, False, False, False], [True, True, True, True]]  # 1 and 4 clips
+    assert real["test"].tolist() == [[True, True, True]]
+    with torch.no_grad():
+        last = torch.tensor(images["train"][1][:, 120 - FRAMES + 30:120 - FRAMES + 30 + W])  # position 3 of 3
+        full = module(augment.to_network(augment.resize(last[None], S)))
+        assert torch.allclose(full, module(outputs["train"][1:2, 2]), atol=1e-5)
+        for part in ("val", "test"):
+            clips, y, valid = ClipBatches(banks[part], train=False).__getitems__(list(range(len(banks[part]))))
+            x, valid = module.views.eval_clips(clips, valid, module.net.norm)
+            full = module.predict_proba(x, valid)
+            assert torch.allclose(full, module.predict_proba(outputs[part], real[part]), atol=1e-6)

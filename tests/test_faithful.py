@@ -169,19 +169,16 @@ def test_reference_band_has_one_to_floor_fh_plus_one_rows():
     assert torch.equal(augment.band_mask(x, 0.0, rule="reference"), x)  # no band at all when mask = 0
 
 
-def test_module_takes_the_reference_crop_from_the_windows_seconds():
-    """The LightningModule resizes by the window in seconds (3 s -> 746 px on a 10 s clip, not by its 141 frames)."""
-    from dataclasses import asdict
+def test_views_take_the_reference_crop_from_the_windows_seconds():
+    """The views resize by the window in seconds (3 s -> 746 px on a 10 s clip, not by its 141 frames)."""
+    from asc.data.augment import ViewSpec
 
-    from asc.data.features import FeatureSpec
-    from asc.model.module import SceneClassifier
-
-    model = dict(backbone="small_cnn", pretrained=False, freeze=True, hidden=[8], channels=[4, 8])
-    module = SceneClassifier(["a", "b"], model, window_frames=141, window=3.0, features=asdict(FeatureSpec()),
-                             crop="reference", band="reference")
-    assert module.resized_width(469) == 746
-    old = SceneClassifier(["a", "b"], model, window_frames=141)  # a checkpoint from before: its exact crop
-    assert old.hparams.crop == "exact" and old.resized_width(469) is None
+    hop = 1024 / 48_000
+    views = ViewSpec.for_clip(469, 3.0, hop, crop="reference", band="reference")
+    assert views.resized == 746 and views.window_frames == 141
+    assert ViewSpec.for_clip(469, 3.0, hop).resized is None  # the exact crop needs no resized width
+    with pytest.raises(ValueError, match="longer than the clips"):
+        ViewSpec.for_clip(469, 11.0, hop)
 
 
 # -- split -----------------------------------------------------------------------------------------------------
@@ -221,7 +218,8 @@ def test_frozen_backbone_is_unchanged_by_an_epoch(tmp_path, flags):
 
     torch.manual_seed(0)
     module = SceneClassifier(["a", "b"], dict(backbone="small_cnn", pretrained=False, freeze=True, hidden=[8],
-                                              channels=[4, 8]), window_frames=20, image_size=32)
+                                              channels=[4, 8]), views=dict(window_frames=20, size=32),
+                             clip=dict(frames=40, seconds=0.85, pad="none"))
     if flags == "all set to training":
         for m in module.modules():
             m.training = True

@@ -47,15 +47,17 @@ def test_a_blank_plot_would_be_caught(tmp_path):
     assert plot_area_std(files["cqt"]) < 0.01
 
 
-def test_augmented_sample_has_a_window_and_a_visible_band():
+def test_augmented_sample_is_the_references_crop_with_a_visible_band():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (256, 200), dtype=np.uint8)
-    sample, start = augmented_sample(image, width=50, size=64, mask=0.2, seed=3)
-    assert sample.shape == (64, 64) and 0 <= start <= 150
+    hop = 10 / 199  # s per frame: 200 centred frames are a 10 s clip (the length is read from the frame count)
+    sample, start, width = augmented_sample(image, window=5.0, hop_seconds=hop, size=64, mask=0.2, seed=3)
+    assert sample.shape == (64, 64) and 0 <= start <= 200 - width
+    assert width == pytest.approx(256 / 448 * 200)  # a "5 s" window shows 256 of 448 px: 5.71 s of the clip
     masked_rows = int((sample == 127).all(axis=1).sum())
-    assert 0.1 * 64 / 2 <= masked_rows <= int(0.2 * 64)
-    again, start2 = augmented_sample(image, width=50, size=64, mask=0.2, seed=3)
-    assert start2 == start and np.array_equal(again, sample)  # seeded
+    assert 0.1 * 64 / 2 <= masked_rows <= int(0.2 * 64) + 1  # the reference's rule: 1 to floor(fH) + 1 rows
+    again = augmented_sample(image, window=5.0, hop_seconds=hop, size=64, mask=0.2, seed=3)
+    assert again[1:] == (start, width) and np.array_equal(again[0], sample)  # seeded
 
 
 def test_cli_and_bad_input(tmp_path, capsys):

@@ -90,5 +90,5 @@ def test_readme_layout_section_matches_the_tree():
             listed |= {first} | {first.rsplit("/", 1)[0] + "/" + name for name in rest}
     files = {p.relative_to(REPO).as_posix() for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
     packages = {p.parent.relative_to(REPO).as_posix() + "/" for p in PACKAGE.rglob("__init__.py") if p.parent != PACKAGE}
-    assert listed == files | packages, (f"in the tree, not in the README: {sorted(files | packages - listed)}; "
+    assert listed == files | packages, (f"in the tree, not in the README: {sorted((files | packages) - listed)}; "
                                         f"in the README, not in the tree: {sorted(listed - files - packages)}")

@@ -29,14 +29,17 @@ def test_to_network_layouts_agree():
 def _pair(**kwargs):
     model = dict(backbone="small_cnn", pretrained=False, freeze=False, channels=(8, 16), hidden=(16,), dropout=0.0)
     torch.manual_seed(0)
-    a = SceneClassifier(["a", "b", "c", "d"], model, window_frames=20, image_size=32).eval()
-    b = SceneClassifier(["a", "b", "c", "d"], model, window_frames=20, image_size=32, **kwargs).eval()
+    views = dict(window_frames=20, size=32)
+    clip = dict(frames=50, seconds=1.05, pad="none")
+    a = SceneClassifier(["a", "b", "c", "d"], model, views=views, clip=clip).eval()
+    b = SceneClassifier(["a", "b", "c", "d"], model, views={**views, **kwargs.pop("views", {})}, clip=clip,
+                        **kwargs).eval()
     b.load_state_dict(a.state_dict())
     return a, b
 
 
 def test_channels_last_and_bf16_keep_the_logits():
-    a, b = _pair(channels_last=True)
+    a, b = _pair(views=dict(channels_last=True))
     x = augment.train_batch(torch.randint(0, 256, (16, 24, 50), dtype=torch.uint8), 20, 32, 0.0)
     with torch.no_grad():
         ref = a(x)

@@ -177,7 +177,7 @@ def test_report_after_a_failed_job(store, capsys, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     # window=9 s is longer than the 4 s clips: that job raises; Hydra then skips on_multirun_end
     out = check(store.sweep("broken", "window=2,9", "mask=0", "seed=0"), ok=False)
-    assert "shorter than window=9 s" in out
+    assert "window=9 s (422 frames) is longer than the clips" in out
     parent = next(p for p in store.parents() if "window=2,9" in p.info.run_name)
     assert parent.info.status == "FAILED"  # closed by the exit handler, with a summary of what finished
     assert "summary/report.md" in {f.path for f in store.client.list_artifacts(parent.info.run_id, "summary")}

@@ -64,6 +64,7 @@ def test_download_verify_extract_train(tmp_path, capsys, monkeypatch):
         cfg = compose("config", overrides=[
             f"paths.data={tmp_path / 'data'}", f"paths.cache={tmp_path / 'cache'}", "data.split=fold1",
             "model=small_cnn", "model.image_size=64", "trainer.max_epochs=1", "window=0.5", "progress=false",
+            "data.clip_seconds=1.0",  # the generated clips are 1 s long, TAU's 10
             f"logger.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", f"logger.artifacts={tmp_path / 'art'}",
         ])
     # mlflow.set_tracking_uri (called by Lightning) exports MLFLOW_TRACKING_URI, which asc.tracking.store prefers to the

@@ -37,12 +37,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", help="MLflow store for runs:/ and models:/ (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.add_argument("--features", help="feature settings the model must have been trained on (conf/features NAME or YAML)")
     p.add_argument("-k", "--top-k", type=int, default=3, help="classes shown per file (default: 3)")
-    p.add_argument("--hop", type=float, help="seconds between sliding windows / stream decisions (default: half the window)")
+    p.add_argument("--hop", type=float, help="seconds between sliding clips / stream decisions (default: half the training clip)")
     p.add_argument("--windows", choices=("auto", "eval", "slide"), default="auto",
-                   help="auto: evaluation windows for clips up to the training length, sliding windows beyond (default)")
-    p.add_argument("--per-window", action="store_true", help="also print every window's top classes")
-    p.add_argument("--json", type=Path, help="write all results (per window and per file) as JSON")
-    p.add_argument("--csv", type=Path, help="write one row per window and a mean row per file as CSV")
+                   help="auto: the fewest clips covering a file up to about the training clip length, sliding clips "
+                        "beyond (default)")
+    p.add_argument("--per-window", action="store_true", help="also print every clip's top classes")
+    p.add_argument("--json", type=Path, help="write all results (per clip and per file) as JSON")
+    p.add_argument("--csv", type=Path, help="write one row per clip and a mean row per file as CSV")
     p.add_argument("--plot", type=Path, help="bar chart PNG of the top classes (a folder when several files are given)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, or auto (default: cpu)")
     s = p.add_argument_group("stream (input -)")
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     results: list[Prediction] = []
     width = max([len(str(f)) for f in files] + [4])
     print(f"model {a.model}: {len(predictor.class_names)} classes, {predictor.spec.kind} features at "
-          f"{predictor.spec.sample_rate} Hz, {predictor.window:g} s window")
+          f"{predictor.spec.sample_rate} Hz, clips of {predictor.clip_seconds:g} s, {predictor.window:g} s window")
     print(f"{'file':<{width}}  {'length':>8}  {'windows':>12}  top-{k}")
     for f in files:
         try:
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _main_stream(a: argparse.Namespace, predictor: Predictor, k: int) -> None:
     print(f"stream: {a.rate} Hz x {a.channels} {a.dtype}; a decision every {predictor.hop_frames(a.hop) * predictor.spec.hop_length / predictor.spec.sample_rate:.2f} s "
-          f"over the last {a.smooth} window(s) of {predictor.window:g} s", file=sys.stderr)
+          f"over the last {a.smooth} clip(s) of {predictor.clip_seconds:g} s", file=sys.stderr)
     try:
         report = stream(predictor, sys.stdin.buffer, a.rate, a.channels, a.dtype, a.hop, a.smooth, k, out=sys.stdout)
     except ValueError as err:
@@ -151,4 +152,4 @@ def _main_stream(a: argparse.Namespace, predictor: Predictor, k: int) -> None:
     print(f"stream: {report.seconds:.1f} s of audio, {len(report.decisions)} decisions, "
           f"real-time factor {report.real_time_factor:.3f} (compute per decision / hop)", file=sys.stderr)
     if not report.decisions:
-        _fail(f"the stream ended after {report.seconds:.2f} s, before one {predictor.window:g} s window", 1)
+        _fail(f"the stream ended after {report.seconds:.2f} s, before one {predictor.clip_seconds:g} s clip", 1)

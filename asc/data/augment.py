@@ -34,6 +34,7 @@ Grey is then copied to 3 channels and normalised with ImageNet's mean and std (o
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -386,3 +387,77 @@ def eval_batch(
     n = starts.numel()
     views = windows_at(x, starts, width, size, crop=crop, resized=resized).flatten(0, 1)
     return to_network(views, channels_last, norm).view(B, n, 3, size, size)
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """How a clip's image ``[H, W]`` becomes network inputs: the window, the crop rule, the square's side, the band
+    mask and the evaluation views. Made for one clip length (the reference crop's ``resized`` width depends on it).
+
+    ``window_frames``: the exact crop's window; ``size``: the network input side (px); ``mask``: the largest masked
+    band (fraction of the height); ``crop``, ``band``: the rules (``model.crop``, ``model.band``, see the module
+    docstring); ``eval_windows``: ``centre`` or ``cover``; ``resized``: the reference crop's resized width
+    (:func:`reference_width`); ``channels_last``: the memory format the network wants.
+    """
+
+    window_frames: int
+    size: int = 224
+    mask: float = 0.0
+    crop: str = "exact"
+    band: str = "uniform"
+    eval_windows: str = "centre"
+    resized: int | None = None
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.mask < 1:
+            raise ValueError(f"mask: {self.mask} must be in [0, 1)")
+        if self.band not in BANDS:
+            raise ValueError(f"model.band: {self.band!r} is not one of {list(BANDS)}")
+        if self.eval_windows not in ("centre", "cover"):
+            raise ValueError(f"model.eval_windows: {self.eval_windows!r} is not one of 'centre', 'cover'")
+        _check_crop(self.crop, self.resized)
+
+    @classmethod
+    def for_clip(cls, clip_frames: int, window: float, hop_seconds: float, crop: str = "exact", **kwargs) -> ViewSpec:
+        """The views of clips of ``clip_frames`` for a window of ``window`` seconds (``hop_seconds`` per frame)."""
+        window_frames = max(1, int(round(window / hop_seconds)))
+        if window_frames > clip_frames:
+            raise ValueError(f"window={window:g} s ({window_frames} frames) is longer than the clips "
+                             f"({clip_frames} frames, {(clip_frames - 1) * hop_seconds:.2f} s): choose a smaller "
+                             "window or a longer data.clip_seconds")
+        resized = reference_width(clip_frames, window, hop_seconds) if crop == "reference" else None
+        return cls(window_frames, crop=crop, resized=resized, **kwargs)
+
+    def train(self, x: torch.Tensor, norm: Norm | None = None, u: torch.Tensor | None = None) -> torch.Tensor:
+        """Training inputs ``[B, 3, size, size]`` of clips ``[B, H, W]`` (:func:`train_batch`)."""
+        return train_batch(x, self.window_frames, self.size, self.mask, self.channels_last, crop=self.crop,
+                           resized=self.resized, band=self.band, u=u, norm=norm)
+
+    def eval(self, x: torch.Tensor, norm: Norm | None = None) -> torch.Tensor:
+        """Evaluation inputs ``[B, n, 3, size, size]`` of clips ``[B, H, W]`` (:func:`eval_batch`)."""
+        return eval_batch(x, self.window_frames, self.size, self.eval_windows, self.channels_last, crop=self.crop,
+                          resized=self.resized, norm=norm)
+
+    def eval_clips(self, clips: torch.Tensor, real: torch.Tensor, norm: Norm | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Evaluation inputs of recordings covered by ``n`` clips ``[B, n, H, W]``: the ``m`` views of each clip,
+        ``[B, n m, 3, size, size]``, and which are real ``[B, n m]`` (``real`` ``[B, n]``: which clips are)."""
+        B, n = clips.shape[:2]
+        x = self.eval(clips.flatten(0, 1), norm)  # [B n, m, 3, S, S]
+        m = x.shape[1]
+        return x.view(B, n * m, *x.shape[2:]), real.repeat_interleave(m, 1)
+
+    def eval_clips_real(self, real: torch.Tensor, height: int, frames: int) -> torch.Tensor:
+        """Which of :meth:`eval_clips`' views are real, ``[B, n m]``, from which clips are ``[B, n]``."""
+        return real.repeat_interleave(self.eval_starts(height, frames).numel(), 1)
+
+    def eval_starts(self, height: int, frames: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The evaluation views of a clip ``[height, frames]``: window starts (exact crop) or crop positions
+        (reference crop), ``[n]`` (what :meth:`eval` uses)."""
+        if self.crop == "reference":
+            return eval_positions(self.eval_windows, self.resized, height, device)
+        return eval_starts(frames, self.window_frames, self.eval_windows, device)
+
+    def views_at(self, x: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        """The views at ``starts`` of every clip ``[B, H, W]``: ``[B, n, size, size]`` (0..255, :func:`windows_at`)."""
+        return windows_at(x, starts, self.window_frames, self.size, crop=self.crop, resized=self.resized)

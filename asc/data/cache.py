@@ -16,11 +16,12 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from asc.data.features import FeatureSpec, image_from_file
 from asc.files import atomic_save_npy, atomic_write_text, exclusive
@@ -151,8 +152,6 @@ class FeatureCache:
         ``width`` defaults to the narrowest entry; wider entries are cut to it (the TAU clips all have 10 s).
         The array is allocated once and filled entry by entry, so memory peaks at its own size.
         """
-        from tqdm.auto import tqdm
-
         if width is None:
             widths = self.widths(files, names)
             if (widths < 0).any():
@@ -168,6 +167,13 @@ class FeatureCache:
                 raise ValueError(f"{audio}: {image.shape[1]} frames, fewer than the {width} asked for")
             out[i] = image[:, :width]
         return out
+
+
+    def each(self, files: Sequence[Path], names: Sequence[str], progress: bool = False,
+             desc: str = "loading cache") -> Iterator[np.ndarray]:
+        """The entries of ``files`` one by one, each at its own length ``[height, frames]``."""
+        for audio, name in tqdm(list(zip(files, names, strict=True)), desc=desc, unit="clip", disable=not progress):
+            yield np.load(self.entry(audio, name))
 
 
 def _extract_one(audio: Path, dst: Path, spec: FeatureSpec) -> tuple[Path, str | None]:

@@ -1,11 +1,13 @@
-"""The LightningDataModule: metadata -> split -> cached spectrogram images held in memory.
+"""The LightningDataModule: metadata -> split -> cached spectrogram images held in memory as clips.
 
 ``prepare_data`` (once per machine) generates the synthetic set if asked and fills the feature cache in
-parallel; ``setup`` reads the split's images from the cache into one uint8 tensor per part. Batches are
-then cut from those tensors with one indexing operation each -- no file is read per step -- and augmented
-on the device by the LightningModule. With ``data.on_device=true`` the tensors are moved to the training
-device once (the first time a loader is asked for), so batches are cut there and nothing is copied per
-step; on a CPU-only run the option changes nothing.
+parallel; ``setup`` reads the split's images from the cache into one :class:`asc.data.clips.ClipBank` per part:
+recordings of any length as clips of ``data.clip_seconds`` (shorter ones padded by ``data.pad``, longer ones kept
+whole and cut at random in training, covered by several clips in evaluation; every case counted and logged).
+Batches are then cut from the banks with one gather each -- no file is read per step -- and augmented on the
+device by the LightningModule. With ``data.on_device=true`` the banks are moved to the training device once (the
+first time a loader is asked for), so batches are cut there and nothing is copied per step; on a CPU-only run the
+option changes nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from asc.data.cache import FeatureCache
+from asc.data.clips import PADS, ClipBank, fit_length, fit_report
 from asc.data.dataset import read_folder, read_tau, safe_path
 from asc.data.features import FeatureSpec
 from asc.data.splits import PARTS, check_classes, leakage, make_split
@@ -47,6 +50,14 @@ class DataConfig:
     labels_csv: str = "labels.csv"
     test_fold: str | int | None = None  # split=fold: the fold that is the test set
     on_device: bool = False  # hold the split's tensors on the training device (GPU); no-op on CPU
+    clip_seconds: float = 10.0  # the clip length recordings are trained and evaluated as (TAU: 10 s)
+    pad: str = "none"  # recordings shorter than a clip: repeat | silence | none (an error, or skipped with on_error)
+
+    def __post_init__(self) -> None:
+        if self.pad not in PADS:
+            raise ValueError(f"data.pad: {self.pad!r} is not one of {list(PADS)}")
+        if self.clip_seconds <= 0:
+            raise ValueError(f"data.clip_seconds: {self.clip_seconds} must be positive")
 
 
 class TensorBatches(Dataset):
@@ -77,8 +88,36 @@ class TensorBatches(Dataset):
 
 
 def as_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """``collate_fn`` for :class:`TensorBatches`: the batch is already made."""
+    """``collate_fn`` for :class:`TensorBatches` and :class:`ClipBatches`: the batch is already made."""
     return batch
+
+
+class ClipBatches(Dataset):
+    """A part's :class:`ClipBank`, indexed a whole batch at a time (``__getitems__``, like :class:`TensorBatches`).
+
+    Training items: one clip per recording at a random position, ``(clips [B, H, W], labels [B])``. Evaluation
+    items: the clips covering each recording, ``(clips [B, n, H, W], labels [B], real [B, n])``.
+    """
+
+    def __init__(self, bank: ClipBank, train: bool) -> None:
+        self.bank, self.train = bank, train
+        self.table = None if train else bank.chunk_table()
+
+    def __len__(self) -> int:
+        return len(self.bank)
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        index = torch.as_tensor(indices, dtype=torch.long, device=self.bank.device)
+        if self.train:
+            return self.bank.random_clips(index), self.bank.labels[index]
+        clips, real = self.bank.covering_clips(index, self.table)
+        return clips, self.bank.labels[index], real
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return tuple(t[0] for t in self.__getitems__([index]))
+
+    def to(self, device: torch.device) -> ClipBatches:
+        return ClipBatches(self.bank.to(device), self.train)
 
 
 class SceneDataModule(L.LightningDataModule):
@@ -94,7 +133,8 @@ class SceneDataModule(L.LightningDataModule):
         self.leakage: float = 0.0  # share of test clips whose recording location is also in training
         self.leakage_val: float = 0.0  # the same for validation clips (model selection uses them)
         self.skipped: int = 0
-        self._parts: dict[str, TensorBatches] = {}
+        self.counts: dict[str, int] = {}  # recordings padded, cropped (longer than a clip), skipped, copies
+        self._parts: dict[str, ClipBatches] = {}
         self._prepared = False
 
     # -- metadata ------------------------------------------------------------------------------------------
@@ -128,6 +168,11 @@ class SceneDataModule(L.LightningDataModule):
         log.info("features: %d computed, %d cached, %d skipped", report.computed, report.cached, len(report.skipped))
         self._prepared = True
 
+    @property
+    def clip_frames(self) -> int:
+        """The clip length in frames (``data.clip_seconds`` at the features' rate and hop)."""
+        return self.spec.frames(self.cfg.clip_seconds)
+
     def setup(self, stage: str | None = None) -> None:
         if self._parts:
             return
@@ -135,9 +180,9 @@ class SceneDataModule(L.LightningDataModule):
         cache = FeatureCache(self.cfg.cache_dir, self.spec)
         files = self._files(df)
         widths = cache.widths(files, list(df["filename"]))
-        need = self.spec.window_frames(self.window)
+        clip = self.clip_frames
         missing = widths < 0
-        short = ~missing & (widths < need)
+        short = ~missing & (widths < clip) if self.cfg.pad == "none" else np.zeros(len(df), dtype=bool)
         if missing.any():
             if self.cfg.on_error != "skip":
                 raise RuntimeError(f"{int(missing.sum())} file(s) have no cached features: run prepare_data() first")
@@ -145,27 +190,32 @@ class SceneDataModule(L.LightningDataModule):
         if short.any():
             hop = self.spec.hop_length / self.spec.sample_rate
             shown = ", ".join(f"{n} ({(w - 1) * hop:.2f} s)" for n, w in zip(df["filename"][short][:5], widths[short][:5], strict=True))
-            text = (f"{int(short.sum())} clip(s) of {self.root} are shorter than window={self.window:g} s "
-                    f"({need} frames): {shown}")
+            text = (f"{int(short.sum())} recording(s) of {self.root} are shorter than a clip, "
+                    f"data.clip_seconds={self.cfg.clip_seconds:g} s ({clip} frames): {shown}")
             if self.cfg.on_error != "skip":
-                raise ValueError(f"{text}; choose a smaller window, or set data.on_error=skip to leave them out")
+                raise ValueError(f"{text}; set data.pad=repeat (or silence) to pad them, a shorter data.clip_seconds, "
+                                 "or data.on_error=skip to leave them out")
             log.warning("%s; left out (data.on_error=skip)", text)
         keep = ~(missing | short)
         self.skipped = int((~keep).sum())
         df, files, widths = df[keep].reset_index(drop=True), [f for f, k in zip(files, keep, strict=True) if k], widths[keep]
         check_classes(df, df["part"])
-        width = int(widths.min())
-        if (widths != width).any():
-            log.warning("clips differ in length (%d to %d frames); all images are cut to %d", width, widths.max(), width)
+        self.counts = {**fit_report(widths, clip), "skipped": self.skipped,
+                       "copies": int(df["duplicate_of"].notna().sum()) if "duplicate_of" in df else 0}
+        if self.counts["padded"] or self.counts["cropped"]:
+            log.info("clips of %g s (%d frames): %d recording(s) padded (data.pad=%s), %d longer ones cut at random in "
+                     "training and covered by several clips in evaluation", self.cfg.clip_seconds, clip,
+                     self.counts["padded"], self.cfg.pad, self.counts["cropped"])
         self.class_names = sorted(df["label"].unique())
         self.leakage = leakage(df, df["part"])
         self.leakage_val = leakage(df, df["part"], "val")
         index = {name: i for i, name in enumerate(self.class_names)}
         for part in PARTS:
             rows = np.flatnonzero((df["part"] == part).to_numpy())
-            images = cache.load([files[i] for i in rows], list(df["filename"].iloc[rows]), width, self.progress)
-            labels = torch.tensor([index[x] for x in df["label"].iloc[rows]], dtype=torch.long)
-            self._parts[part] = TensorBatches(torch.from_numpy(images), labels)
+            images = [fit_length(image, clip, self.cfg.pad) for image in cache.each(
+                [files[i] for i in rows], list(df["filename"].iloc[rows]), self.progress, desc=f"loading {part}")]
+            labels = [index[x] for x in df["label"].iloc[rows]]
+            self._parts[part] = ClipBatches(ClipBank.from_images(images, labels, clip), train=part == "train")
             self.split_sizes[part] = len(rows)
         log.info("split %s: %s, leakage %.3f (validation %.3f)", self.cfg.split, self.split_sizes, self.leakage,
                  self.leakage_val)
@@ -178,10 +228,10 @@ class SceneDataModule(L.LightningDataModule):
 
     def _loader(self, part: str, shuffle: bool) -> DataLoader:
         device = self._device()
-        if device.type != "cpu" and self._parts[part].tensors[0].device != device:
+        if device.type != "cpu" and self._parts[part].bank.device != device:
             self._parts[part] = self._parts[part].to(device)  # once: later calls find it there
         data = self._parts[part]
-        on_host = data.tensors[0].device.type == "cpu"
+        on_host = data.bank.device.type == "cpu"
         workers = self.cfg.num_workers if on_host else 0  # worker processes cannot share device tensors
         return DataLoader(
             data,
@@ -202,12 +252,6 @@ class SceneDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
-    @property
-    def frames(self) -> int:
-        """Image width in frames (of the loaded clips)."""
-        return int(self._parts["train"].tensors[0].shape[2])
-
-    def tensors(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The part's images, uint8 ``[N, H, W]``, and labels ``[N]``, as :meth:`setup` loaded them."""
-        images, labels = self._parts[part].tensors
-        return images, labels
+    def bank(self, part: str) -> ClipBank:
+        """The part's clips (recordings, labels) as :meth:`setup` loaded them."""
+        return self._parts[part].bank

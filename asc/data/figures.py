@@ -18,13 +18,19 @@ levels). Every spectrogram comes from :func:`asc.data.features.spectrogram_db`, 
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import replace
 from pathlib import Path
 
+import librosa
+import librosa.display
 import numpy as np
+import soundfile as sf
+import torch
+from matplotlib.figure import Figure  # drawn without pyplot: no GUI backend, no global figure state
 
+from asc.data import augment
+from asc.data.audio import AudioError, load_mono
+from asc.data.augment import ViewSpec
 from asc.data.features import FeatureSpec, emphasis, frame_minmax_uint8, spectrogram_db
 
 FIGURES = ("mel", "cqt", "cqt-emphasis", "image", "augmented")
@@ -39,8 +45,6 @@ def _axes(spec: FeatureSpec) -> dict:
 
 def _frequencies(spec: FeatureSpec) -> np.ndarray:
     """Centre frequency (Hz) of each image row, lowest first, ``[height]``."""
-    import librosa
-
     if spec.kind == "cqt":
         return librosa.cqt_frequencies(spec.n_bins, fmin=spec.fmin, bins_per_octave=spec.bins_per_octave)
     return librosa.mel_frequencies(spec.n_mels, fmin=0.0, fmax=spec.sample_rate / 2)
@@ -51,11 +55,8 @@ DPI = 90
 
 
 def _save(fig, path: Path, dpi: int = DPI) -> Path:
-    import matplotlib.pyplot as plt
-
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
     return path
 
 
@@ -63,10 +64,8 @@ def _spectrogram_png(
     S: np.ndarray, spec: FeatureSpec, title: str, path: Path, cmap: str = "magma", label: str = "dB", dpi: int = DPI
 ) -> Path:
     """``S`` ``[bins, frames]``, row 0 lowest, on seconds x Hz axes with a colour bar."""
-    import librosa.display
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig = Figure(figsize=(8, 3.6))
+    ax = fig.subplots()
     mesh = librosa.display.specshow(
         S, sr=spec.sample_rate, hop_length=spec.hop_length, x_axis="time", ax=ax, cmap=cmap, **_axes(spec)
     )
@@ -75,25 +74,28 @@ def _spectrogram_png(
     return _save(fig, path, dpi)
 
 
-def augmented_sample(image: np.ndarray, width: int, size: int, mask: float, seed: int = 0) -> tuple[np.ndarray, int]:
-    """One training input before normalisation: ``uint8 [H, W]`` -> float ``[size, size]`` (0..255), and its start.
+def augmented_sample(image: np.ndarray, window: float, hop_seconds: float, size: int, mask: float,
+                     seed: int = 0) -> tuple[np.ndarray, float, float]:
+    """One training input before normalisation, drawn as training does with the paper's rules (the reference crop
+    and band, :class:`asc.data.augment.ViewSpec`), the image being one clip: ``uint8 [H, W]`` -> float
+    ``[size, size]`` (0..255), and the start and width (frames) of the part of the clip it shows.
 
-    The window position and the band come from :mod:`asc.data.augment` with torch's generator seeded by ``seed``.
-    Among the first 20 draws, the first whose band covers at least half of ``mask`` is kept, so the figure
-    shows a visible mask (the draw is otherwise what training does).
+    The crop position and the band come from a generator seeded by ``seed``. Among the first 20 draws, the first
+    whose band covers at least half of ``mask`` is kept, so the figure shows a visible mask.
     """
-    import torch
-
-    from asc.data import augment
-
-    torch.manual_seed(seed)
+    H, W = image.shape
+    views = ViewSpec.for_clip(W, window, hop_seconds, crop="reference", band="reference", mask=mask, size=size)
+    g = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(np.ascontiguousarray(image)).unsqueeze(0)
     best = None
     for _ in range(20):
-        start = augment.random_offsets(1, x.shape[2], width)
-        sample = augment.band_mask(augment.resize(augment.crop(x, start, width), size), mask)[0]
+        u = torch.rand(3, 1, generator=g, dtype=torch.float64)
+        square = augment.reference_views(x, u[0], views.resized, size)
+        sample = augment.band_mask(square, mask, rule=views.band, u=u[1:])[0]
+        left, _, side, _ = augment.fit_boxes(views.resized, H, u[0])
+        scale = W / views.resized  # resized pixels -> frames
+        best = (sample.numpy(), float(left[0]) * scale, min(side, views.resized) * scale)
         masked = int((sample == augment.MASK_FILL).all(dim=1).sum())
-        best = (sample.numpy(), int(start))
         if mask == 0 or masked >= mask * size / 2:
             break
     return best
@@ -117,13 +119,6 @@ def make_figures(
     ``spec``: the features of the network input (default: the paper's); the mel and constant-Q figures use its
     sample rate and hop. ``window`` (s), ``mask`` (fraction) and ``size`` (px) shape the augmented sample.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import soundfile as sf
-
-    from asc.data.audio import AudioError, load_mono
-
     spec = spec or FeatureSpec()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -161,8 +156,8 @@ def make_figures(
         out / f"{stem}-image.png", cmap="gray", label="8-bit level", dpi=dpi,
     )
 
-    sample, start = augmented_sample(image, width, size, mask, seed)
-    files["augmented"] = _augmented_png(sample, start, width, spec, mask, out / f"{stem}-augmented.png", dpi)
+    sample, start, shown = augmented_sample(image, window, spec.hop_length / spec.sample_rate, size, mask, seed)
+    files["augmented"] = _augmented_png(sample, start, shown, spec, mask, out / f"{stem}-augmented.png", dpi)
 
     if wav:
         e = emphasis(y, sr, alpha)
@@ -173,12 +168,9 @@ def make_figures(
 
 
 def _augmented_png(
-    sample: np.ndarray, start: int, width: int, spec: FeatureSpec, mask: float, path: Path, dpi: int = DPI
+    sample: np.ndarray, start: float, width: float, spec: FeatureSpec, mask: float, path: Path, dpi: int = DPI
 ) -> Path:
     """The resized, masked window ``[size, size]`` (row 0 = top = highest frequency) on seconds x Hz axes."""
-    import librosa.display
-    import matplotlib.pyplot as plt
-
     size = sample.shape[0]
     t = spec.hop_length / spec.sample_rate
     x_coords = start * t + (np.arange(size) + 0.5) * width * t / size
@@ -186,12 +178,13 @@ def _augmented_png(
     rows = (np.arange(size) + 0.5) * spec.height / size - 0.5
     freqs = _frequencies(spec)
     y_coords = np.interp(rows, np.arange(spec.height), freqs)
-    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    fig = Figure(figsize=(5.6, 4.6))
+    ax = fig.subplots()
     mesh = librosa.display.specshow(
         sample[::-1], x_coords=x_coords, y_coords=y_coords, x_axis="time",
         y_axis="cqt_hz" if spec.kind == "cqt" else "mel", ax=ax, cmap="gray", vmin=0, vmax=255,
     )
     fig.colorbar(mesh, ax=ax, label="8-bit level")
-    ax.set(title=f"training sample: {width * t:.2f} s window, band mask up to {mask:.0%}\n"
-                 f"(resized to {size} x {size})", xlabel="time (s)", ylabel="frequency (Hz)")
+    ax.set(title=f"training sample: {width * t:.2f} s of the clip, band mask up to {mask:.0%}\n"
+                 f"(the reference's crop, resized to {size} x {size})", xlabel="time (s)", ylabel="frequency (Hz)")
     return _save(fig, path, dpi)

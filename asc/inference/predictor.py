@@ -4,11 +4,12 @@ The model is self-contained: its checkpoint holds the class names, the full :cla
 (``hparams.features``), the time window and the clip length it was trained on, so no dataset and no training
 config is needed.
 
-Windows. A file about as long as the training clips (at most one hop longer) gets the evaluation windows of
-the model (``eval_windows``: the centre window, or windows covering the clip). A longer recording gets
-sliding windows every ``hop`` seconds, the last one aligned with the end of the file: ``1 + ceil((W - w) / h)``
-windows for an image of ``W`` frames, window ``w`` and hop ``h`` frames. Each window gets its class
-probabilities; the file gets their mean.
+Clips. A recording is classified as the model was trained: as clips of the training clip length. A file up to
+one hop longer than a clip is covered by the fewest clips (one for a clip-long file: what validation and test
+do); a longer recording gets sliding clips every ``hop`` seconds (default half a clip), the last one aligned with
+the end: ``1 + ceil((W - c) / h)`` clips for an image of ``W`` frames, clip ``c`` and hop ``h`` frames. A shorter
+file is padded as the training data were. Each clip gets the mean class probabilities of the model's evaluation
+views; the file gets the mean over its clips.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from asc.data import augment
+from asc.data.augment import ViewSpec
 from asc.data.audio import AudioError, load_mono
-from asc.data.features import FeatureSpec, image_from_audio
+from asc.data.clips import chunk_starts, fit_length
+from asc.data.features import FEATURE_VERSION, FeatureSpec, image_from_audio
 from asc.model.module import SceneClassifier
 
 
@@ -58,25 +60,36 @@ def spec_differences(have: FeatureSpec, want: FeatureSpec) -> list[str]:
 class Predictor:
     """A trained :class:`~asc.model.networks.SceneNet` with everything needed to turn audio into class probabilities.
 
+    A recording is seen as the model was trained and evaluated: as clips of the training clip length
+    (``clip_frames``; shorter recordings padded as in training, by repetition for models trained without padding),
+    each clip through the model's evaluation views (:class:`asc.data.augment.ViewSpec`), the clip's probabilities the
+    mean over its views. ``eval`` covers the recording with the fewest clips (what validation and test do), ``slide``
+    puts one every ``hop`` seconds; the recording's probabilities are the mean over its clips.
+
     Attributes:
         spec: the feature settings the model was trained on.
-        window: window length in seconds; ``window_frames`` its width in image frames.
-        clip_seconds: length of the training clips (None for checkpoints that do not say).
+        views: how a clip becomes network inputs; ``window`` its window in seconds.
+        clip_frames, clip_seconds, pad: the training clip length and how shorter recordings were padded.
     """
 
-    def __init__(self, module, spec: FeatureSpec, source: str = "", device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(self, module: SceneClassifier, spec: FeatureSpec, source: str = "", device: str = "cpu",
+                 batch_size: int = 64) -> None:
         hp = module.hparams
         self.source = source
         self.class_names: list[str] = list(hp.class_names)
         self.spec = spec
-        self.window_frames = int(hp.window_frames)
-        self.window = float(hp.get("window") or self.window_frames * spec.hop_length / spec.sample_rate)
-        self.clip_seconds: float | None = hp.get("clip_seconds")
-        self.image_size = int(hp.image_size)
-        self.eval_windows = str(hp.eval_windows)
+        self.views: ViewSpec = module.views
+        self.window = float(hp.get("window") or self.views.window_frames * self.hop_seconds)
+        self.clip_frames = int(hp.clip["frames"])
+        self.clip_seconds = float(hp.clip["seconds"])
+        self.pad = hp.clip["pad"] if hp.clip["pad"] != "none" else "repeat"
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.module = module.to(self.device).eval()
+
+    @property
+    def hop_seconds(self) -> float:
+        return self.spec.hop_length / self.spec.sample_rate
 
     # -- construction --------------------------------------------------------------------------------------
     @classmethod
@@ -85,19 +98,18 @@ class Predictor:
     ) -> Predictor:
         """Load a checkpoint written by training (or by :mod:`asc.tracking.packaging`).
 
-        ``expect``: the feature settings the caller will feed; a model trained on others is refused. For a
-        checkpoint from before the settings travelled with the model, ``expect`` supplies them.
+        ``expect``: the feature settings the caller will feed; a model trained on others is refused, as is a model
+        whose features were computed by an earlier version of asc's feature code.
         """
         ckpt = read_checkpoint(path)
         hp = dict(ckpt["hyper_parameters"])
         name = source or str(path)
-        if hp.get("features") is None:
-            if expect is None:
-                raise ModelError(
-                    f"{name}: the model holds no feature settings (trained before asc stored them in the checkpoint); "
-                    "pass --features NAME|YAML with the settings it was trained with, or retrain it"
-                )
-            hp["features"] = asdict(expect)
+        if "views" not in hp or "clip" not in hp or hp.get("features") is None:
+            raise ModelError(f"{name}: trained by an earlier version of asc, whose checkpoints do not say how audio "
+                             "becomes the model's inputs; retrain it with this version")
+        if hp.get("feature_version") != FEATURE_VERSION:
+            raise ModelError(f"{name}: its images were computed by asc's feature code v{hp.get('feature_version')}, "
+                             f"this version computes v{FEATURE_VERSION} (other images); retrain it with this version")
         try:
             spec = FeatureSpec(**hp["features"])
         except (TypeError, ValueError) as err:
@@ -116,84 +128,71 @@ class Predictor:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         return cls(module, spec, source=name, device=device)
 
-    # -- windows -------------------------------------------------------------------------------------------
-    def slide_starts(self, frames: int, hop_frames: int) -> np.ndarray:
-        """Sliding window starts ``[n]``: every ``hop_frames``, the last aligned with the end."""
-        return slide_starts(frames, self.window_frames, hop_frames)
-
-    def eval_starts(self, frames: int) -> np.ndarray:
-        """The evaluation windows of the model (those of :func:`asc.data.augment.eval_batch`)."""
-        return augment.eval_starts(frames, self.window_frames, self.eval_windows).numpy()
-
+    # -- clips ---------------------------------------------------------------------------------------------
     def hop_frames(self, hop: float | None) -> int:
-        hop = self.window / 2 if hop is None else hop
+        """Frames between sliding clips (``hop`` seconds; default: half a clip)."""
+        hop = self.clip_seconds / 2 if hop is None else hop
         if hop <= 0:
             raise ValueError(f"hop={hop}: must be a positive number of seconds")
-        return max(1, round(hop * self.spec.sample_rate / self.spec.hop_length))
+        return max(1, round(hop / self.hop_seconds))
+
+    def clip_starts(self, frames: int, mode: str, hop_frames: int) -> np.ndarray:
+        """Starts ``[n]`` of the clips over an image of ``frames``: ``eval`` (the fewest covering it) or ``slide``."""
+        if mode == "eval":
+            return chunk_starts(frames, self.clip_frames)
+        if mode == "slide":
+            return slide_starts(frames, self.clip_frames, hop_frames)
+        raise ValueError(f"windows={mode!r}: not one of 'auto', 'eval', 'slide'")
 
     # -- inference -----------------------------------------------------------------------------------------
-    def window_probs(self, image: np.ndarray, starts: Sequence[int]) -> np.ndarray:
-        """Class probabilities ``[n, C]`` of the windows of ``image`` ``[H, W]`` uint8 starting at ``starts``."""
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).unsqueeze(0)
+    def clip_probs(self, image: np.ndarray, starts: Sequence[int]) -> np.ndarray:
+        """Class probabilities ``[n, C]`` of the clips of ``image`` ``[H, W]`` (uint8) starting at ``starts``: each the
+        mean over the model's evaluation views of the clip."""
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
         starts = torch.as_tensor(np.asarray(starts, dtype=np.int64), device=self.device)
+        cols = torch.arange(self.clip_frames, device=self.device)
         out = []
         with torch.inference_mode():
             for chunk in starts.split(self.batch_size):
-                crops = augment.crop(x.expand(chunk.numel(), -1, -1), chunk, self.window_frames)
-                batch = augment.to_network(augment.resize(crops, self.image_size), norm=self.module.net.norm)
-                out.append(self.module(batch).float().softmax(-1).cpu())
+                clips = x[:, chunk.view(-1, 1) + cols].permute(1, 0, 2)  # [b, H, clip]
+                out.append(self.module.predict_proba(self.views.eval(clips, self.module.net.norm)).cpu())
         return torch.cat(out).numpy()
 
     def check_image(self, image: np.ndarray, name: str = "input") -> None:
         if image.ndim != 2 or image.shape[0] != self.spec.height:
             raise ValueError(f"{name}: image of shape {image.shape}, the model expects [{self.spec.height}, frames]")
-        if image.shape[1] < self.window_frames:
-            seconds = (image.shape[1] - 1) * self.spec.hop_length / self.spec.sample_rate
-            raise AudioError(
-                f"{name}: {seconds:.2f} s of audio is shorter than the model's {self.window:g} s window"
-            )
+        if image.shape[1] < 2:
+            raise AudioError(f"{name}: {image.shape[1]} frame(s) of audio: too short to classify")
 
     def predict_image(self, image: np.ndarray, hop: float | None = None, windows: str = "auto", name: str = "input") -> Prediction:
-        """Windows, per-window probabilities and their mean for one image ``[H, W]``."""
+        """Clips, per-clip probabilities and their mean for one image ``[H, W]`` (uint8)."""
         self.check_image(image, name)
         frames = image.shape[1]
-        seconds = (frames - 1) * self.spec.hop_length / self.spec.sample_rate
+        seconds = (frames - 1) * self.hop_seconds
+        image = fit_length(image, self.clip_frames, self.pad)
         hop_frames = self.hop_frames(hop)
         mode = windows
         if windows == "auto":
-            mode = "eval" if seconds <= self.eval_limit(hop_frames) else "slide"
-        if mode == "eval":
-            starts = self.eval_starts(frames)
-        elif mode == "slide":
-            starts = self.slide_starts(frames, hop_frames)
-        else:
-            raise ValueError(f"windows={windows!r}: not one of 'auto', 'eval', 'slide'")
-        probs = self.window_probs(image, starts)
-        t = self.spec.hop_length / self.spec.sample_rate
+            mode = "eval" if image.shape[1] <= self.clip_frames + hop_frames else "slide"
+        starts = self.clip_starts(image.shape[1], mode, hop_frames)
+        probs = self.clip_probs(image, starts)
+        t = self.hop_seconds
         return Prediction(
             file=name, seconds=seconds, mode=mode, class_names=self.class_names,
-            starts=starts * t, ends=(starts + self.window_frames) * t, probs=probs, mean=probs.mean(0),
+            starts=starts * t, ends=np.minimum(starts + self.clip_frames - 1, frames - 1) * t, probs=probs,
+            mean=probs.mean(0), extra={"padded": frames < self.clip_frames},
         )
-
-    def eval_limit(self, hop_frames: int) -> float:
-        """Longest file (s) that gets the evaluation windows: the training clip length plus one hop."""
-        hop_s = hop_frames * self.spec.hop_length / self.spec.sample_rate
-        clip = self.clip_seconds if self.clip_seconds else 2 * self.window
-        return clip + hop_s
 
     def predict_file(self, path: str | Path, hop: float | None = None, windows: str = "auto") -> Prediction:
         y, _ = load_mono(path, sr=self.spec.sample_rate, resample=True)
-        need = (self.window_frames - 1) * self.spec.hop_length
-        if y.size < max(need, 2):
-            raise AudioError(
-                f"{path}: {y.size / self.spec.sample_rate:.2f} s of audio is shorter than the model's {self.window:g} s window"
-            )
+        if y.size < 2 * self.spec.hop_length:
+            raise AudioError(f"{path}: {y.size / self.spec.sample_rate:.3f} s of audio is too short to classify")
         return self.predict_image(image_from_long_audio(y, self.spec), hop, windows, name=str(path))
 
 
 @dataclass
 class Prediction:
-    """One file's result: windows (seconds), their probabilities ``[n, C]`` and the mean ``[C]``."""
+    """One file's result: its clips (start and end in seconds), their probabilities ``[n, C]`` and the mean ``[C]``."""
 
     file: str
     seconds: float
@@ -222,9 +221,9 @@ class Prediction:
 
 
 def slide_starts(frames: int, width: int, hop: int) -> np.ndarray:
-    """Starts of sliding windows of ``width`` frames every ``hop`` over ``frames``, the last at ``frames - width``."""
+    """Starts of sliding clips of ``width`` frames every ``hop`` over ``frames``, the last at ``frames - width``."""
     if width > frames:
-        raise ValueError(f"window of {width} frames is wider than the {frames}-frame image")
+        raise ValueError(f"a clip of {width} frames is wider than the {frames}-frame image")
     n = 1 + math.ceil((frames - width) / hop)
     starts = np.arange(n, dtype=np.int64) * hop
     starts[-1] = frames - width

@@ -1,8 +1,8 @@
 """Classifying a live PCM stream (``asc predict -``).
 
-Raw PCM on standard input at ``--rate``/``--channels``/``--dtype``. Every hop the last window of audio is turned
-into an image (a rolling buffer of one window) and classified; the printed decision is the mean of the last
-``--smooth`` windows' probabilities.
+Raw PCM on standard input at ``--rate``/``--channels``/``--dtype``. Every hop the last clip of audio (the training
+clip length; a rolling buffer of one clip) is turned into an image and classified through the model's evaluation
+views; the printed decision is the mean of the last ``--smooth`` clips' probabilities.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def stream(
     spec = predictor.spec
     hop_frames = predictor.hop_frames(hop)
     hop_s = hop_frames * spec.hop_length / spec.sample_rate
-    need = (predictor.window_frames - 1) * spec.hop_length + 1  # samples at the model's rate for one window
+    need = (predictor.clip_frames - 1) * spec.hop_length + 1  # samples at the model's rate for one clip
     buffer_len = math.ceil(need * rate / spec.sample_rate) + 1  # at the stream's rate
     block = max(1, round(hop_s * rate))
     frame_bytes = np.dtype(dtype).itemsize * channels
@@ -101,7 +101,7 @@ def stream(
         if rate != spec.sample_rate:
             y = librosa.resample(y, orig_sr=rate, target_sr=spec.sample_rate)
         image = image_from_audio(y[-need:], spec)
-        probs = predictor.window_probs(image, [image.shape[1] - predictor.window_frames])[0]
+        probs = predictor.clip_probs(image, [image.shape[1] - predictor.clip_frames])[0]
         history.append(probs)
         smoothed = np.mean(history, axis=0)
         compute += time.perf_counter() - t0

@@ -33,7 +33,7 @@ import logging
 import math
 from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
@@ -42,6 +42,8 @@ import torch
 from torch import nn
 
 from asc.data import augment
+from asc.data.augment import ViewSpec
+from asc.data.clips import ClipBank
 from asc.files import atomic_save_npy, atomic_write_text, exclusive
 
 log = logging.getLogger(__name__)
@@ -95,38 +97,30 @@ def train_starts(frames: int, width: int, positions: int, crop: str = "exact") -
     return torch.linspace(0, frames - width, positions).round().long()
 
 
+def position_fractions(positions: int) -> list[float]:
+    """Where in a recording longer than a clip each of the ``positions`` training clips sits (0: start, 1: end)."""
+    return [0.5] if positions == 1 else [k / (positions - 1) for k in range(positions)]
+
+
 def training_views(
-    images: torch.Tensor,
-    starts: torch.Tensor,
-    width: int,
-    size: int,
-    mask: float = 0.0,
-    masks: int = 1,
-    generator: torch.Generator | None = None,
-    channels_last: bool = False,
-    norm: augment.Norm | None = None,
-    *,
-    crop: str = "exact",
-    resized: int | None = None,
-    band: str = "uniform",
+    bank: ClipBank, index: torch.Tensor, views: ViewSpec, positions: int, masks: int = 1,
+    generator: torch.Generator | None = None, norm: augment.Norm | None = None,
 ) -> torch.Tensor:
-    """Network inputs ``[B, V, 3, size, size]`` for images ``[B, H, W]``: ``V = K`` windows, or ``K * masks``
-    when ``mask > 0`` (view ``k * masks + m`` is window ``k`` with its ``m``-th band, drawn from ``generator``).
-    ``starts``, ``crop``, ``resized``: as :func:`asc.data.augment.windows_at`; ``band``: the band-height rule;
-    ``norm``: the backbone's input normalisation (see :func:`asc.data.augment.to_network`).
+    """Network inputs ``[B, V, 3, size, size]`` of recordings ``index`` ``[B]``: ``V = K`` positions, or ``K * masks``
+    when ``views.mask > 0`` (view ``k * masks + m`` is position ``k`` with its ``m``-th band, drawn from ``generator``).
+
+    Position ``k`` is the window at the ``k``-th of :func:`train_starts` in the clip at the same share of the
+    recording (:meth:`ClipBank.clips_at`): for a recording one clip long, only the window moves.
     """
-    B = images.shape[0]
-    win = augment.windows_at(images, starts, width, size, crop=crop, resized=resized)  # [B, K, S, S]
-    if mask > 0:
-        win = augment.band_mask(win.repeat_interleave(masks, 1).flatten(0, 1), mask, generator=generator, rule=band)
-    x = augment.to_network(win.reshape(-1, size, size), channels_last, norm)
-    return x.view(B, -1, 3, size, size)
-
-
-def eval_views(images: torch.Tensor, width: int, size: int, windows: str = "centre", channels_last: bool = False,
-               norm: augment.Norm | None = None, *, crop: str = "exact", resized: int | None = None) -> torch.Tensor:
-    """Network inputs ``[B, n, 3, size, size]`` of the evaluation windows (what the full path evaluates)."""
-    return augment.eval_batch(images, width, size, windows, channels_last, crop=crop, resized=resized, norm=norm)
+    starts = train_starts(bank.frames, views.window_frames, positions, views.crop)
+    wins = [views.views_at(bank.clips_at(index, f), starts[k : k + 1]) for k, f in enumerate(position_fractions(positions))]
+    win = torch.cat(wins, 1)  # [B, K, S, S]
+    B, S = win.shape[0], views.size
+    if views.mask > 0:
+        win = augment.band_mask(win.repeat_interleave(masks, 1).flatten(0, 1), views.mask, generator=generator,
+                                rule=views.band)
+    x = augment.to_network(win.reshape(-1, S, S), views.channels_last, norm)
+    return x.view(B, -1, 3, S, S)
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -139,13 +133,15 @@ def weights_digest(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def images_digest(images: Mapping[str, torch.Tensor]) -> str:
-    """sha1 over every part's images (names, shapes and bytes, in order): the cache's "which clips"."""
+def images_digest(banks: Mapping[str, ClipBank]) -> str:
+    """sha1 over every part's recordings (images, starts, lengths; names, shapes and bytes, in order): the cache's
+    "which clips"."""
     h = hashlib.sha1()
-    for part in sorted(images):
-        t = images[part].detach().cpu().contiguous()
-        h.update(f"{part}|{tuple(t.shape)}|{t.dtype}".encode())
-        h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    for part in sorted(banks):
+        for name, t in (("images", banks[part].images), ("starts", banks[part].starts), ("lengths", banks[part].lengths)):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{part}|{name}|{tuple(t.shape)}|{t.dtype}".encode())
+            h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
     return h.hexdigest()
 
 
@@ -208,81 +204,72 @@ class EmbeddingCache:
         self.fields = dict(key_fields)
         self.dir = Path(root) / f"embeddings-{self.key[:16]}"
 
-    def complete(self) -> bool:
-        return (self.dir / "info.json").is_file() and all((self.dir / f"{p}.npy").is_file() for p in self.PARTS)
+    EVAL = ("val", "test")
 
-    def load(self) -> dict[str, torch.Tensor]:
-        """``{part: [clips, views, D]}`` (CPU tensors in the stored dtype)."""
+    def complete(self) -> bool:
+        files = [f"{p}.npy" for p in self.PARTS] + [f"{p}_real.npy" for p in self.EVAL]
+        return (self.dir / "info.json").is_file() and all((self.dir / f).is_file() for f in files)
+
+    def load(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``({part: [recordings, views, D]}, {val/test: which views are real [recordings, views]})`` (CPU tensors,
+        the outputs in the stored dtype)."""
         info = json.loads((self.dir / "info.json").read_text())
         out = {}
         for part in self.PARTS:
-            arr = np.load(self.dir / f"{part}.npy")
-            t = torch.from_numpy(arr)
+            t = torch.from_numpy(np.load(self.dir / f"{part}.npy"))
             out[part] = t.view(_DTYPES[info["dtype"]]) if info["dtype"] == "bfloat16" else t
-        return out
+        real = {part: torch.from_numpy(np.load(self.dir / f"{part}_real.npy")) for part in self.EVAL}
+        return out, real
 
-    def save(self, banks: Mapping[str, torch.Tensor], dtype: str) -> None:
+    def save(self, banks: Mapping[str, torch.Tensor], real: Mapping[str, torch.Tensor], dtype: str) -> None:
         """Write every part atomically, then ``info.json`` (its presence marks the entry complete)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         for part in self.PARTS:
             t = banks[part].contiguous()
             arr = t.view(torch.int16).numpy() if t.dtype == torch.bfloat16 else t.numpy()  # numpy has no bfloat16
             atomic_save_npy(self.dir / f"{part}.npy", arr)
+        for part in self.EVAL:
+            atomic_save_npy(self.dir / f"{part}_real.npy", real[part].cpu().numpy())
         info = {"dtype": dtype, "shapes": {p: list(banks[p].shape) for p in self.PARTS}, "key": self.fields}
         atomic_write_text(self.dir / "info.json", json.dumps(info, indent=2, default=str))
 
 
 def build_or_load(
     net: nn.Module,
-    images: Mapping[str, torch.Tensor],
+    banks: Mapping[str, ClipBank],
     cfg: EmbeddingCacheConfig,
+    views: ViewSpec,
     *,
     root: str | Path,
     spec_key: str,
     backbone: str,
-    width: int,
-    size: int,
-    mask: float,
-    eval_windows: str = "centre",
     precision: str | int | None = None,
-    channels_last: bool = False,
     device: torch.device | str = "cpu",
-    crop: str = "exact",
-    band: str = "uniform",
-    resized: int | None = None,
-) -> tuple[dict[str, torch.Tensor], EmbeddingCache, bool]:
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], EmbeddingCache, bool]:
     """The cached backbone outputs of every part, computing (and storing) them if missing.
 
     Args:
         net: a :class:`asc.model.networks.SceneNet` with a frozen backbone (its ``backbone`` is run).
-        images: ``{part: uint8 [N, H, W]}`` spectrogram images of "train", "val" and "test".
-        width, size: window width in frames, network input side in pixels.
-        crop, band, resized: the crop rule, the band rule and (``crop="reference"``) the resized width of
-            :mod:`asc.data.augment` (what :class:`asc.model.module.SceneClassifier` uses: its ``resized_width(frames)``).
+        banks: ``{part: ClipBank}`` of "train", "val" and "test" (:mod:`asc.data.clips`).
+        views: how clips become network inputs (the run's :class:`asc.data.augment.ViewSpec`).
     Returns:
-        ``({"train": [N, positions * (masks or 1), D], "val": [N, n, D], "test": [N, n, D]}, cache, computed)``.
+        ``(outputs, real, cache, computed)``: ``outputs`` ``{"train": [N, positions * (masks or 1), D], "val"/"test":
+        [N, n, D]}`` (``n``: the clips covering the longest recording times the evaluation views) and ``real``
+        ``{"val"/"test": [N, n]}``, which of those views are real.
     """
     if not getattr(net, "freeze", False):
         raise ValueError("model.embedding_cache.enabled=true needs a frozen backbone (model.freeze=true)")
-    frames = int(images["train"].shape[2])
-    views = cfg.views(mask)
     fields = {
         "spectrogram": spec_key,
         "backbone": backbone,
         "weights": weights_digest(net.backbone),
-        "image_size": size,
-        "window_frames": width,
-        "crop": crop,
-        "resized": resized,
-        "band": band,
-        "frames": frames,
+        "views": {k: v for k, v in asdict(views).items() if k != "channels_last"},
+        "clip_frames": banks["train"].frames,
         "positions": cfg.positions,
-        "masks": cfg.masks if mask > 0 else 0,
-        "mask": float(mask),
-        "eval_windows": eval_windows,
+        "masks": cfg.masks if views.mask > 0 else 0,
         "precision": str(autocast_dtype(precision)),
         "dtype": cfg.dtype,
-        "images": images_digest({p: images[p] for p in EmbeddingCache.PARTS}),
+        "images": images_digest({p: banks[p] for p in EmbeddingCache.PARTS}),
     }
     cache = EmbeddingCache(root, fields)
     if not cache.complete():
@@ -290,66 +277,69 @@ def build_or_load(
         Path(root).mkdir(parents=True, exist_ok=True)
         with exclusive(Path(root) / f".{cache.dir.name}.lock", f"{cache.dir}: another job is computing it; waiting"):
             if not cache.complete():
-                banks = _compute(net, images, cfg, cache, frames=frames, views=views, width=width, size=size, mask=mask,
-                                 eval_windows=eval_windows, precision=precision, channels_last=channels_last, device=device,
-                                 crop=crop, band=band, resized=resized)
-                cache.save(banks, cfg.dtype)
-                return banks, cache, True
+                outputs, real = _compute(net, banks, cfg, views, cache, precision=precision, device=device)
+                cache.save(outputs, real, cfg.dtype)
+                return outputs, real, cache, True
     log.info("embedding cache: using %s", cache.dir)
-    return cache.load(), cache, False
+    return (*cache.load(), cache, False)
 
 
 def _compute(
-    net: nn.Module, images: Mapping[str, torch.Tensor], cfg: EmbeddingCacheConfig, cache: EmbeddingCache, *,
-    frames: int, views: int, width: int, size: int, mask: float, eval_windows: str, precision: str | int | None,
-    channels_last: bool, device: torch.device | str, crop: str = "exact", band: str = "uniform", resized: int | None = None,
-) -> dict[str, torch.Tensor]:
-    """The backbone outputs of every part (see :func:`build_or_load`)."""
+    net: nn.Module, banks: Mapping[str, ClipBank], cfg: EmbeddingCacheConfig, views: ViewSpec, cache: EmbeddingCache,
+    *, precision: str | int | None, device: torch.device | str,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The backbone outputs of every part, and which evaluation views are real (see :func:`build_or_load`)."""
     device = torch.device(device)
-    starts = train_starts(frames, width, cfg.positions, crop)
     gen = torch.Generator().manual_seed(int(cache.key[:15], 16))  # the mask set is a function of the key
     dtype = _DTYPES[cfg.dtype]
     amp = autocast_dtype(precision)
-    log.info("embedding cache: computing %s (%d training views per clip) on %s", cache.dir, views, device)
+    n_train = cfg.views(views.mask)
+    log.info("embedding cache: computing %s (%d training views per recording) on %s", cache.dir, n_train, device)
+    placed = {part: bank.to(device) for part, bank in banks.items()}
 
-    def bank(part: str, make, n_views: int) -> torch.Tensor:
-        return embed(net.backbone, make, len(images[part]), n_views, cfg.batch_size, device, dtype, amp, channels_last)
+    def outputs(part: str, make, n_views: int) -> torch.Tensor:
+        return embed(net.backbone, make, len(banks[part]), n_views, cfg.batch_size, device, dtype, amp,
+                     views.channels_last)
 
     def train_views(lo: int, hi: int) -> torch.Tensor:
-        x = images["train"][lo:hi].to(device, non_blocking=True)
-        return training_views(x, starts, width, size, mask, cfg.masks, gen, channels_last, net.norm, crop=crop,
-                              resized=resized, band=band)
+        index = torch.arange(lo, hi, device=device)
+        return training_views(placed["train"], index, views, cfg.positions, cfg.masks, gen, net.norm)
 
-    if crop == "reference":
-        n_eval = augment.eval_positions(eval_windows, resized, int(images["train"].shape[1])).numel()
-    else:
-        n_eval = augment.eval_starts(frames, width, eval_windows).numel()
-    banks = {"train": bank("train", train_views, views)}
-    for part in ("val", "test"):
-        banks[part] = bank(
-            part, lambda lo, hi, p=part: eval_views(images[p][lo:hi].to(device), width, size, eval_windows, channels_last,
-                                                    net.norm, crop=crop, resized=resized), n_eval
-        )
-    return banks
+    result, real = {"train": outputs("train", train_views, n_train)}, {}
+    for part in EmbeddingCache.EVAL:
+        bank, table = placed[part], placed[part].chunk_table()
+        height = bank.images.shape[0]
+        n = table[0].shape[1] * views.eval_starts(height, bank.frames).numel()
+
+        def eval_views(lo: int, hi: int, bank=bank, table=table) -> torch.Tensor:
+            clips, valid = bank.covering_clips(torch.arange(lo, hi, device=device), table)
+            return views.eval_clips(clips, valid, net.norm)[0]
+
+        result[part] = outputs(part, eval_views, n)
+        index = torch.arange(len(bank), device=device)
+        real[part] = views.eval_clips_real(table[1][index], height, bank.frames).cpu()
+    return result, real
 
 
 class EmbeddingLoader:
-    """Batches ``(x[idx], y[idx])`` cut from tensors on one device, shuffled or in order.
+    """Batches cut from tensors on one device, shuffled or in order.
 
     The order comes from torch's CPU generator (seeded by ``seed_everything``), so it is the same on every
     device. With ``pick_view``, ``x`` is ``[N, V, D]`` and each sample of a batch is one of its ``V`` stored
-    views, drawn uniformly (training); otherwise batches are ``[B, V, D]`` (evaluation windows).
+    views, drawn uniformly: ``(x [B, D], y [B])`` (training); otherwise ``(x [B, V, D], y [B], real [B, V])``,
+    every evaluation view and which are real (``real``, default all).
 
     With ``group > 1`` each item is a list of up to ``group`` consecutive batches, the same batches in the
     same order: :class:`asc.model.module.SceneClassifier` with ``steps_per_call`` takes one optimiser step per batch.
     """
 
     def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, pick_view: bool = False, group: int = 1
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, pick_view: bool = False, group: int = 1,
+        real: torch.Tensor | None = None,
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"EmbeddingLoader: {len(x)} inputs but {len(y)} labels")
-        self.x, self.y = x, y
+        self.x, self.y, self.real = x, y, real
         self.batch_size, self.shuffle, self.pick_view, self.group = batch_size, shuffle, pick_view, group
 
     def __len__(self) -> int:
@@ -376,8 +366,11 @@ class EmbeddingLoader:
         views = torch.randint(self.x.shape[1], (n,)).to(self.x.device) if self.pick_view else None
         for lo in range(0, n, self.batch_size):
             idx = order[lo : lo + self.batch_size]
-            x = self.x[idx, views[lo : lo + self.batch_size]] if views is not None else self.x[idx]
-            yield x, self.y[idx]
+            if views is not None:
+                yield self.x[idx, views[lo : lo + self.batch_size]], self.y[idx]
+            else:  # evaluation: every stored view, and which are real
+                yield self.x[idx], self.y[idx], self.real[idx] if self.real is not None else torch.ones(
+                    self.x.shape[:2], dtype=torch.bool, device=self.x.device)[idx]
 
 
 class EmbeddingData(L.LightningDataModule):
@@ -385,13 +378,14 @@ class EmbeddingData(L.LightningDataModule):
 
     def __init__(
         self, banks: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor], batch_size: int,
-        eval_batch_size: int = 1024, steps_per_call: int = 1,
+        eval_batch_size: int = 1024, steps_per_call: int = 1, real: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         for part in EmbeddingCache.PARTS:
             if len(banks[part]) != len(labels[part]):
                 raise ValueError(f"embedding cache: {len(banks[part])} {part} clips, the split has {len(labels[part])}")
         self.banks, self.labels, self.batch_size = dict(banks), dict(labels), batch_size
+        self.real = {p: (real or {}).get(p, torch.ones(banks[p].shape[:2], dtype=torch.bool)) for p in EmbeddingCache.EVAL}
         self.eval_batch_size = max(batch_size, eval_batch_size)  # evaluation does not depend on the batch size
         self.steps_per_call = steps_per_call  # training batches per item (see EmbeddingLoader's group)
         self._placed: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -399,11 +393,12 @@ class EmbeddingData(L.LightningDataModule):
     def _loader(self, part: str, shuffle: bool) -> EmbeddingLoader:
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         if part not in self._placed or self._placed[part][0].device != device:  # moved once per device
-            self._placed[part] = (self.banks[part].to(device), self.labels[part].to(device))
-        x, y = self._placed[part]
+            real = self.real[part].to(device) if part in self.real else None
+            self._placed[part] = (self.banks[part].to(device), self.labels[part].to(device), real)
+        x, y, real = self._placed[part]
         if part == "train":
             return EmbeddingLoader(x, y, self.batch_size, shuffle, pick_view=True, group=self.steps_per_call)
-        return EmbeddingLoader(x, y, self.eval_batch_size, shuffle)
+        return EmbeddingLoader(x, y, self.eval_batch_size, shuffle, real=real)
 
     def train_dataloader(self) -> EmbeddingLoader:
         return self._loader("train", shuffle=True)

@@ -1,9 +1,11 @@
-"""The LightningModule that trains a :class:`asc.model.networks.SceneNet` on spectrogram images.
+"""The LightningModule that trains a :class:`asc.model.networks.SceneNet` on spectrogram clips.
 
-Batches arrive as raw uint8 images ``[B, H, W]``; the input pipeline (:mod:`asc.data.augment`) runs in
-``on_after_batch_transfer``, i.e. batched on the training device. With ``inputs="embeddings"`` they are
-the frozen backbone's cached outputs instead (``[B, D]`` for training, ``[B, n, D]`` for evaluation, see
-:mod:`asc.model.embeddings`) and only the head runs; the checkpoint still holds the whole network.
+Batches arrive as raw uint8 clips: ``[B, H, W]`` for training, ``[B, n, H, W]`` with a mask of the real ones
+``[B, n]`` for evaluation (the clips covering each recording, see :mod:`asc.data.clips`). The input pipeline
+(:class:`asc.data.augment.ViewSpec`) runs in ``on_after_batch_transfer``, i.e. batched on the training device. With
+``inputs="embeddings"`` they are the frozen backbone's cached outputs instead (``[B, D]`` for training, ``[B, n, D]``
+and the mask for evaluation, see :mod:`asc.model.embeddings`) and only the head runs; the checkpoint still holds the
+whole network.
 """
 
 from __future__ import annotations
@@ -17,34 +19,29 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from asc.data import augment
+from asc.data.augment import ViewSpec
+from asc.data.features import FEATURE_VERSION
 from asc.model.networks import SceneNet
 
 
 class SceneClassifier(L.LightningModule):
     """Trains the head (and an unfrozen backbone) with Adam; validation and test share one step.
 
+    Everything needed to use the model later is in its hyperparameters, so a checkpoint alone turns audio into
+    predictions (:mod:`asc.inference`).
+
     Args:
         class_names: label names, index = class id.
         model: keyword arguments of :class:`SceneNet` (backbone, pretrained, freeze, hidden, dropout, ...).
-        window_frames: training/evaluation window width in spectrogram frames (``crop="exact"``).
-        image_size: network input side in pixels (224 for VGG16).
-        mask: maximum masked band as a fraction of the height, in [0, 1).
-        eval_windows: ``"centre"`` (the reference) or ``"cover"`` (mean over windows covering the clip).
-        crop: how a window becomes the square input (:mod:`asc.data.augment`): ``"reference"`` (the image resized to
-            ``224 / sample_size`` px wide, a full-height square cut and resized, PIL's bicubic in 8 bit: a "5 s"
-            window covers 5.71 s) or ``"exact"`` (exactly ``window`` seconds, one float resize). The default is
-            ``"exact"``, what models trained before the setting existed used; the config's is ``"reference"``.
-        band: the band-mask height rule, ``"reference"`` (1 to ``floor(mask H) + 1`` rows) or ``"uniform"``
-            (0 to ``floor(mask H)`` rows; the default, for the same reason).
+        views: the :class:`asc.data.augment.ViewSpec` fields: window, crop and band rules, input side, mask,
+            evaluation views, channels-last.
+        clip: ``{"frames", "seconds", "pad"}``: the clip length the model was trained on and how shorter recordings
+            were padded (:mod:`asc.data.clips`).
+        features: the full :class:`asc.data.features.FeatureSpec` as a plain dict (``dataclasses.asdict``);
+            ``feature_version``: the feature code's version it was computed with.
+        window: the time window in seconds (as configured; ``views.window_frames`` is its width in frames).
         lr: Adam learning rate.
-        channels_last: use the channels-last memory format (faster convolutions on modern hardware).
-        features: the full :class:`asc.data.features.FeatureSpec` as a plain dict (``dataclasses.asdict``), so a
-            checkpoint alone says how to turn audio into the images it expects (see :mod:`asc.inference`).
-        window: the time window in seconds (``window_frames`` is its width at ``features``' rate and hop).
-        clip_seconds: length of the training clips in seconds; prediction gives a file of about this length
-            the evaluation windows and slides windows over longer recordings.
-        inputs: ``"images"`` (spectrograms, the full path) or ``"embeddings"`` (cached backbone outputs).
+        inputs: ``"images"`` (clips, the full path) or ``"embeddings"`` (cached backbone outputs).
         compile: ``torch.compile`` the network (in ``configure_model``, so before the first step).
         steps_per_call: with ``inputs="embeddings"``, training items are lists of this many batches and each
             Lightning step takes one optimiser step per batch (manual optimisation): the same updates in the
@@ -56,38 +53,28 @@ class SceneClassifier(L.LightningModule):
         self,
         class_names: Sequence[str],
         model: dict[str, Any],
-        window_frames: int,
-        image_size: int = 224,
-        mask: float = 0.0,
-        eval_windows: str = "centre",
-        lr: float = 1e-3,
-        channels_last: bool = False,
+        views: dict[str, Any],
+        clip: dict[str, Any],
         features: dict[str, Any] | None = None,
         window: float | None = None,
-        clip_seconds: float | None = None,
+        lr: float = 1e-3,
         inputs: str = "images",
         compile: bool = False,
         steps_per_call: int = 1,
-        crop: str = "exact",
-        band: str = "uniform",
+        feature_version: int = FEATURE_VERSION,
     ) -> None:
         super().__init__()
-        if not 0 <= mask < 1:
-            raise ValueError(f"mask: {mask} must be in [0, 1)")
-        if crop not in augment.CROPS:
-            raise ValueError(f"model.crop: {crop!r} is not one of {list(augment.CROPS)}")
-        if band not in augment.BANDS:
-            raise ValueError(f"model.band: {band!r} is not one of {list(augment.BANDS)}")
         if inputs not in ("images", "embeddings"):
             raise ValueError(f"inputs: {inputs!r} is not one of 'images', 'embeddings'")
         if steps_per_call < 1 or (steps_per_call > 1 and inputs != "embeddings"):
             raise ValueError(f"steps_per_call: {steps_per_call} must be 1, or more with inputs='embeddings'")
+        self.views = ViewSpec(**views)
         self.automatic_optimization = steps_per_call == 1
         self.save_hyperparameters(logger=False)  # the run logs the whole resolved config instead
         self.class_names = list(class_names)
         n = len(self.class_names)
         self.net = SceneNet(n_classes=n, **model)
-        if channels_last:
+        if self.views.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         # No checks that wait for the GPU at every update (the inputs are this module's own outputs): argument
         # validation off, and a NaN loss makes the mean NaN rather than being looked for (nan_strategy). With
@@ -108,41 +95,31 @@ class SceneClassifier(L.LightningModule):
         """Logits ``[B, classes]`` for network input ``[B, 3, S, S]``, or for backbone outputs ``[B, D]``."""
         if x.dim() == 2:
             return self.net.head(x)
-        if self.hparams.channels_last:
+        if self.views.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)  # no copy when the pipeline made it so
         return self.net(x)
 
-    def resized_width(self, frames: int) -> int | None:
-        """With ``crop="reference"``: the width (px) an image of ``frames`` frames is resized to (else None)."""
-        hp = self.hparams
-        if hp.crop != "reference":
-            return None
-        features = hp.get("features") or {"sample_rate": 48_000, "hop_length": 1024}
-        hop = features["hop_length"] / features["sample_rate"]
-        return augment.reference_width(frames, hp.get("window") or hp.window_frames * hop, hop)
-
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        hp = self.hparams
-        if hp.inputs == "embeddings":
+        if self.hparams.inputs == "embeddings":
             if isinstance(batch, list):  # several training batches (steps_per_call)
                 return [(x.float(), y) for x, y in batch]
-            x, y = batch
-            return x.float(), y
-        x, y = batch
-        views = dict(crop=hp.crop, resized=self.resized_width(x.shape[2]))
+            return (batch[0].float(), *batch[1:])
         if self.trainer is not None and self.trainer.training:
-            x = augment.train_batch(x, hp.window_frames, hp.image_size, hp.mask, hp.channels_last, band=hp.band,
-                                    norm=self.net.norm, **views)
-        else:
-            x = augment.eval_batch(x, hp.window_frames, hp.image_size, hp.eval_windows, hp.channels_last,
-                                   norm=self.net.norm, **views)
-        return x, y
+            x, y = batch
+            return self.views.train(x, self.net.norm), y
+        clips, y, real = batch
+        x, real = self.views.eval_clips(clips, real, self.net.norm)
+        return x, y, real
 
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """Class probabilities ``[B, classes]`` for windows ``[B, n, 3, S, S]``, averaged over the n windows."""
+    def predict_proba(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Class probabilities ``[B, classes]``: the mean over the real ones of ``n`` views ``[B, n, 3, S, S]`` (or
+        cached backbone outputs ``[B, n, D]``); ``valid`` ``[B, n]`` (default: all)."""
         B, n = x.shape[:2]
-        probs = self(x.flatten(0, 1)).float().softmax(-1)
-        return probs.view(B, n, -1).mean(1)
+        probs = self(x.flatten(0, 1)).float().softmax(-1).view(B, n, -1)
+        if valid is None:
+            return probs.mean(1)
+        w = valid.to(probs.dtype).unsqueeze(-1)
+        return (probs * w).sum(1) / w.sum(1).clamp_min(1)
 
     # Metrics are updated at every step and logged once per epoch: ``self.log`` at every step costs more than
     # a head step from the embedding cache. The values are the same: per-sample means over the epoch.
@@ -171,8 +148,8 @@ class SceneClassifier(L.LightningModule):
         return loss
 
     def _evaluate(self, batch: Any, stage: str) -> None:
-        x, y = batch
-        probs = self.predict_proba(x)
+        x, y, valid = batch
+        probs = self.predict_proba(x, valid)
         loss = F.nll_loss(probs.clamp_min(1e-12).log(), y)
         (self.val_acc if stage == "val" else self.test_acc).update(probs, y)
         (self.val_loss if stage == "val" else self.test_loss).update(loss.expand(len(y)))

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
 from asc.config import settings
+from asc.data.augment import ViewSpec
 from asc.data.datamodule import DataConfig, SceneDataModule
 from asc.data.features import FeatureSpec
 from asc.model.embeddings import EmbeddingCacheConfig, EmbeddingData, build_or_load
@@ -41,8 +42,11 @@ from asc.tracking.store import TrackingStore
 
 log = logging.getLogger(__name__)
 
-#: Keys of the ``model`` group that configure the LightningModule rather than the network.
-MODULE_KEYS = ("image_size", "lr", "eval_windows", "channels_last", "compile", "crop", "band")
+#: Keys of the ``model`` group that say how clips become network inputs (:class:`asc.data.augment.ViewSpec`), and
+#: those that configure the optimisation; the rest are the network's (:class:`asc.model.networks.SceneNet`).
+VIEW_KEYS = {"image_size": "size", "eval_windows": "eval_windows", "channels_last": "channels_last", "crop": "crop",
+             "band": "band"}
+TRAINING_KEYS = ("lr", "compile")
 
 
 def run_name(window: float, mask: float, seed: int) -> str:
@@ -60,7 +64,8 @@ class RunSettings:
     features: FeatureSpec
     data: DataConfig
     network: dict[str, Any]  # asc.model.networks.SceneNet arguments
-    module: dict[str, Any]  # the model group's SceneClassifier arguments (MODULE_KEYS)
+    views: dict[str, Any]  # asc.data.augment.ViewSpec arguments but the window's (VIEW_KEYS)
+    training: dict[str, Any]  # the optimisation's SceneClassifier arguments (TRAINING_KEYS)
     cache: EmbeddingCacheConfig
     trainer: dict[str, Any]  # lightning.Trainer arguments
     patience: int  # epochs without a better val/acc before stopping
@@ -75,7 +80,8 @@ class RunSettings:
             raise ValueError(f"window={cfg.window}: must be a positive number of seconds")
         model = OmegaConf.to_container(cfg.model, resolve=True)
         model.pop("name", None)
-        module = {k: model.pop(k) for k in MODULE_KEYS if k in model}
+        views = {VIEW_KEYS[k]: model.pop(k) for k in list(VIEW_KEYS) if k in model}
+        training = {k: model.pop(k) for k in TRAINING_KEYS if k in model}
         cache = settings(EmbeddingCacheConfig, model.pop("embedding_cache", None) or {}, "model.embedding_cache")
         if cache.enabled and not model.get("freeze", True):
             raise ValueError("model.embedding_cache.enabled=true needs a frozen backbone (model.freeze=true)")
@@ -83,7 +89,8 @@ class RunSettings:
         patience = int(trainer.pop("patience", 10))  # the only key that is not a lightning.Trainer argument
         return cls(
             window=window, mask=mask, seed=int(cfg.seed), features=settings(FeatureSpec, cfg.features, "features"),
-            data=settings(DataConfig, cfg.data, "data"), network=model, module=module, cache=cache, trainer=trainer,
+            data=settings(DataConfig, cfg.data, "data"), network=model, views=views, training=training, cache=cache,
+            trainer=trainer,
             patience=patience, progress=bool(cfg.progress),
         )
 
@@ -117,17 +124,18 @@ def build(s: RunSettings, logger: Any, callbacks: list[Callback], out: Path) -> 
     images = SceneDataModule(s.data, s.features, s.window, progress=s.progress)
     images.prepare_data()
     images.setup("fit")
-    module = SceneClassifier(
+    hop = s.features.hop_length / s.features.sample_rate
+    views = ViewSpec.for_clip(images.clip_frames, s.window, hop, mask=s.mask, **s.views)
+    module = SceneClassifier(  # the model carries what turns audio into its inputs (see asc.inference)
         class_names=images.class_names,
         model=s.network,
-        window_frames=s.features.window_frames(s.window),
-        mask=s.mask,
-        features=dataclasses.asdict(s.features),  # the model carries its feature settings (see asc.inference)
+        views=dataclasses.asdict(views),
+        clip={"frames": images.clip_frames, "seconds": s.data.clip_seconds, "pad": s.data.pad},
+        features=dataclasses.asdict(s.features),
         window=s.window,
-        clip_seconds=(images.frames - 1) * s.features.hop_length / s.features.sample_rate,
         inputs="embeddings" if s.from_cache else "images",
         steps_per_call=s.cache.steps_per_call if s.from_cache else 1,
-        **s.module,
+        **s.training,
     )
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/acc", mode="max", save_top_k=1)
     trainer = L.Trainer(
@@ -140,11 +148,11 @@ def build(s: RunSettings, logger: Any, callbacks: list[Callback], out: Path) -> 
     )
     facts = {
         **parameter_counts(module.net),
-        "flops_per_sample": flops_per_sample(module.net, int(module.hparams.image_size)),
+        "flops_per_sample": flops_per_sample(module.net, views.size),
         **{f"split/{k}": v for k, v in images.split_sizes.items()},
         "split/leakage": images.leakage,
         "split/leakage_val": images.leakage_val,
-        "data/skipped": images.skipped,
+        **{f"data/{k}": v for k, v in images.counts.items()},  # recordings padded, cropped, skipped, copies
     }
     inputs: L.LightningDataModule = images
     if s.from_cache:
@@ -156,19 +164,16 @@ def build(s: RunSettings, logger: Any, callbacks: list[Callback], out: Path) -> 
 
 def embedding_inputs(s: RunSettings, images: SceneDataModule, module: SceneClassifier,
                      trainer: L.Trainer) -> tuple[EmbeddingData, int, int]:
-    """The frozen backbone's outputs for the split's images (computed once, cached): ``(data, views, computed)``."""
-    hp = module.hparams
-    parts = {p: images.tensors(p) for p in ("train", "val", "test")}
-    banks, _, computed = build_or_load(
-        module.net, {p: x for p, (x, _) in parts.items()}, s.cache,
-        root=s.data.cache_dir, spec_key=s.features.key(), backbone=str(s.network.get("backbone")),
-        width=hp.window_frames, size=hp.image_size, mask=hp.mask, eval_windows=hp.eval_windows,
-        precision=s.trainer.get("precision"), channels_last=hp.channels_last, device=trainer.strategy.root_device,
-        crop=hp.crop, band=hp.band, resized=module.resized_width(images.frames),
+    """The frozen backbone's outputs for the split's clips (computed once, cached): ``(data, views, computed)``."""
+    banks = {p: images.bank(p) for p in ("train", "val", "test")}
+    outputs, real, _, computed = build_or_load(
+        module.net, banks, s.cache, module.views, root=s.data.cache_dir, spec_key=s.features.key(),
+        backbone=str(s.network.get("backbone")), precision=s.trainer.get("precision"),
+        device=trainer.strategy.root_device,
     )
-    data = EmbeddingData(banks, {p: y for p, (_, y) in parts.items()}, s.data.batch_size,
-                         steps_per_call=s.cache.steps_per_call)
-    return data, int(banks["train"].shape[1]), int(computed)
+    data = EmbeddingData(outputs, {p: bank.labels for p, bank in banks.items()}, s.data.batch_size,
+                         steps_per_call=s.cache.steps_per_call, real=real)
+    return data, int(outputs["train"].shape[1]), int(computed)
 
 
 def parameter_counts(net: torch.nn.Module) -> dict[str, int]:
@@ -204,7 +209,8 @@ def record(b: Built, store: TrackingStore, run_id: str, log_mlflow_model: bool =
     store.log_artifact(run_id, b.checkpoint.best_model_path, "checkpoints")
     model_uri = None
     if log_mlflow_model:
-        example = b.images.tensors("val")[0][:1].cpu().numpy()  # one validation clip's uint8 image [1, H, W]
+        first = torch.zeros(1, dtype=torch.long, device=b.images.bank("val").device)
+        example = b.images.bank("val").clips(first, first).cpu().numpy()  # one validation clip, uint8 [1, H, W]
         model_uri = log_model(store, run_id, b.checkpoint.best_model_path, example)
     return {"test/acc": test_acc, "val/acc": best_val, "checkpoint": b.checkpoint.best_model_path,
             "epochs": b.trainer.current_epoch, "model_uri": model_uri}

@@ -58,8 +58,7 @@ class SceneModel(PythonModel):
         p = self.predictor
         rows = []
         for image in x.astype(np.uint8, copy=False):
-            p.check_image(image)
-            rows.append(p.window_probs(image, p.eval_starts(image.shape[1])).mean(0))
+            rows.append(p.predict_image(image, windows="eval").mean)
         return pd.DataFrame(np.stack(rows).astype(np.float64), columns=p.class_names)
 
 

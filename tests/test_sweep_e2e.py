@@ -22,30 +22,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
 from asc.runs.train import run_name
-from conftest import REPO, TINY_OVERRIDES
+from conftest import REPO, experiment_file
 
 pytestmark = pytest.mark.slow
 
-#: On top of TINY_OVERRIDES: one short epoch on small images; 240 CQT bins, since 256 bins from 10 Hz reach
-#: 15.8 kHz and librosa's filters then cross the tiny set's 16 kHz Nyquist frequency.
-SHRINK = ["features.n_bins=240", "model.image_size=32", "trainer.max_epochs=1"]
 GRID = ["window=1,2", "mask=0,0.2", "seed=0,1"]  # 2 x 2 x 2 = 8 jobs
 JOB_TIMEOUT = 600
-
-
-def experiment_file(conf: Path, data_root: Path) -> Path:
-    """TINY_OVERRIDES (+ SHRINK) as `experiment=tiny_sweep`, so job folders are named by the swept settings only."""
-    dotlist = [o for o in TINY_OVERRIDES + SHRINK if not o.startswith(("experiment=", "progress=", "window=", "mask="))]
-    settings = OmegaConf.from_dotlist(dotlist)
-    settings.data.root = str(data_root)  # the session's tiny set (identical settings), so it is not generated again
-    path = conf / "experiment" / "tiny_sweep.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    base = next(o.split("=", 1)[1] for o in TINY_OVERRIDES if o.startswith("experiment="))
-    path.write_text(f"# @package _global_\ndefaults:\n  - {base}\n\n" + OmegaConf.to_yaml(settings))
-    return path
 
 
 class Store:

@@ -54,6 +54,12 @@ def tiny_tau(tmp_path_factory) -> Path:
     return generate(root, SynthConfig(**TINY), progress=False)
 
 
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """A spectrogram cache folder shared by the session's sweeps of ``tiny_tau`` (entries computed once)."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture
 def compose():
     """Compose the real Hydra config (``conf/``) with overrides, as ``train.py`` would."""

@@ -31,8 +31,8 @@ TIMEOUT = 900
 class Team:
     """The module's engines and the folders the commands run in."""
 
-    def __init__(self, root: Path, server: dict, optuna_db: str, data_root: Path) -> None:
-        self.root, self.server, self.optuna_db, self.data_root = root, server, optuna_db, data_root
+    def __init__(self, root: Path, server: dict, optuna_db: str, data_root: Path, cache: Path) -> None:
+        self.root, self.server, self.optuna_db, self.data_root, self.cache = root, server, optuna_db, data_root, cache
         self.url = server["url"]
         self.work = root / "work"  # the commands' working folder: nothing of the store may land here
         self.work.mkdir()
@@ -52,12 +52,12 @@ class Team:
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory, tiny_tau):
+def team(tmp_path_factory, tiny_tau, tiny_cache):
     root = tmp_path_factory.mktemp("team")
     with clusters.postgres() as pg:
         mlflow_db, optuna_db = pg.create_database("mlflow"), pg.create_database("optuna")
         with clusters.asc_server(root / "server", mlflow_db) as server:
-            t = Team(root, server, optuna_db, tiny_tau)
+            t = Team(root, server, optuna_db, tiny_tau, tiny_cache)
             t.timings["postgres_start_s"] = pg.started_in
             yield t
             (REPO / "test-artifacts").mkdir(exist_ok=True)
@@ -68,7 +68,7 @@ def team(tmp_path_factory, tiny_tau):
 def sweep(team):
     """The 4-job grid under the joblib launcher, 2 jobs at once, one per GPU (`hydra/launcher=gpus sweep_gpus=2`)."""
     cmd = [sys.executable, str(REPO / "train.py"), "-m", "experiment=tiny_sweep", f"hydra.searchpath=[file://{team.conf}]",
-           "progress=false", f"paths.cache={team.root / 'cache'}", f"paths.outputs={team.root / 'outputs'}",
+           "progress=false", f"paths.cache={team.cache}", f"paths.outputs={team.root / 'outputs'}",
            f"hydra.sweep.dir={team.root / 'multirun' / 'gpus'}", "hydra/launcher=gpus", "sweep_gpus=2", *GRID]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=team.work, env=team.env(CUDA_VISIBLE_DEVICES=GPUS), capture_output=True, text=True,
@@ -143,7 +143,7 @@ def test_two_study_workers_share_the_postgres_server(team, sweep):
     space = ["~tune.space", "+tune.space={window: {type: float, low: 1.0, high: 3.0}}", "tune.seeds=[0]",
              "tune.pruner.name=none", "tune.retrain=false", "tune.n_trials=3", "tune.study_name=team"]
     cmd = [sys.executable, "-m", "asc", "tune", *TINY_OVERRIDES, *SHRINK, *space, f"data.root={team.data_root}",
-           f"paths.cache={team.root / 'cache'}", f"paths.outputs={team.root / 'outputs'}",
+           f"paths.cache={team.cache}", f"paths.outputs={team.root / 'outputs'}",
            f"tune.storage={team.optuna_db}"]
     t0 = time.perf_counter()
     workers = [subprocess.Popen(cmd, cwd=team.work, env=team.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -30,8 +30,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -303,7 +301,3 @@ def slurm(root: Path) -> Iterator[Slurm]:
     finally:
         cluster.stop()
 
-
-def train_cmd(*overrides: str) -> list[str]:
-    """``python train.py -m OVERRIDES`` (run from the repository)."""
-    return [sys.executable, str(REPO / "train.py"), "-m", *overrides]

@@ -16,7 +16,6 @@ file only (it logs "Bypassing sacct error"): a job killed for good without a req
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys

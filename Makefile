@@ -6,7 +6,7 @@ PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 export UV  # tests build and install the wheel with it (tests/test_wheel.py)
 
-.PHONY: help install demo test test-fast tune ui clean grid report
+.PHONY: help install demo test test-fast tune ui server clean grid report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,8 +36,11 @@ report: install ## a sweep next to the paper's table: make report [SWEEP=multiru
 tune: install ## an Optuna study over the augmentation and head (resumable; ARGS="experiment=demo tune.n_trials=20 ...")
 	.venv/bin/asc tune $(ARGS)
 
-ui: install ## serve the MLflow UI on http://127.0.0.1:5000
-	.venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+ui: install ## serve the MLflow UI of mlflow.db on http://127.0.0.1:5000 (prints each experiment's training-runs link)
+	.venv/bin/asc server --db sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+server: install ## the team's MLflow server, artifacts proxied: make server [DB=postgresql://user:pw@host/mlflow] [HOST=0.0.0.0] [PORT=5000]
+	.venv/bin/asc server $(if $(DB),--db '$(DB)') --host $(or $(HOST),127.0.0.1) --port $(or $(PORT),5000) $(ARGS)
 
 clean: ## remove generated data, caches and runs (keeps .venv)
 	rm -rf data/synthetic-scenes-* cache outputs multirun

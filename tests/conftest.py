@@ -25,6 +25,26 @@ TINY_OVERRIDES = [
 ]
 
 
+#: On top of TINY_OVERRIDES for sweeps: one short epoch on small images; 240 CQT bins, since 256 bins from 10 Hz reach
+#: 15.8 kHz and librosa's filters then cross the tiny set's 16 kHz Nyquist frequency.
+SHRINK = ["features.n_bins=240", "model.image_size=32", "trainer.max_epochs=1"]
+
+
+def experiment_file(conf: Path, data_root: Path, *extra: str, name: str = "tiny_sweep") -> Path:
+    """TINY_OVERRIDES (+ SHRINK, + ``extra`` dotlist overrides) as ``experiment=<name>`` in ``conf/experiment/``, so
+    sweep folders are named by the swept settings only; ``data.root`` is the session's tiny set (not generated again)."""
+    from omegaconf import OmegaConf
+
+    dotlist = [o for o in TINY_OVERRIDES + SHRINK if not o.startswith(("experiment=", "progress=", "window=", "mask="))]
+    settings = OmegaConf.merge(OmegaConf.from_dotlist(dotlist), OmegaConf.from_dotlist(list(extra)))
+    settings.data.root = str(data_root)
+    path = conf / "experiment" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = next(o.split("=", 1)[1] for o in TINY_OVERRIDES if o.startswith("experiment="))
+    path.write_text(f"# @package _global_\ndefaults:\n  - {base}\n\n" + OmegaConf.to_yaml(settings))
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_tau(tmp_path_factory) -> Path:
     """A 120-clip synthetic dataset in TAU's layout (stereo 24-bit WAV), shared by the session."""
@@ -32,6 +52,12 @@ def tiny_tau(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("tau") / "TAU-urban-acoustic-scenes-2019-development"
     return generate(root, SynthConfig(**TINY), progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """A spectrogram cache folder shared by the session's sweeps of ``tiny_tau`` (entries computed once)."""
+    return tmp_path_factory.mktemp("cache")
 
 
 @pytest.fixture

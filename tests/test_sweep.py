@@ -201,6 +201,35 @@ def test_joblib_launcher_composes():
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
 
 
+def test_gpus_launcher_runs_one_joblib_worker_per_gpu():
+    from asc.runs.placement import PlacementError
+    from asc.runs.sweep import check_gpu_slots
+
+    cfg = compose(["hydra/launcher=gpus", "sweep_gpus=3"])
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 3
+    check_gpu_slots(cfg)
+    assert sweep_identity(cfg) == sweep_identity(compose([]))  # where jobs run is not part of the sweep's identity
+    for overrides, message in (
+        (["hydra/launcher=gpus"], "needs sweep_gpus=N"),
+        (["hydra/launcher=gpus", "sweep_gpus=2", "hydra.launcher.n_jobs=3"], "at most one job per GPU"),
+        (["hydra/launcher=slurm", "sweep_gpus=2"], "under SLURM each job gets its GPU from the scheduler"),
+    ):
+        with pytest.raises(PlacementError, match=message):
+            check_gpu_slots(compose(overrides))
+
+
+def test_gpu_slots_map_to_the_gpus_the_sweep_was_given(monkeypatch):
+    from asc.runs.placement import ENV_NODE_GPUS, PlacementError, node_gpus
+
+    monkeypatch.delenv(ENV_NODE_GPUS, raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert node_gpus(4) == ["0", "1", "2", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4, 6,7")
+    assert node_gpus(2) == ["4", "6"]
+    with pytest.raises(PlacementError, match="names only 3 GPU"):
+        node_gpus(4)
+
+
 def test_slurm_launcher_composes_into_a_valid_submitit_job(tmp_path, monkeypatch):
     import submitit
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf

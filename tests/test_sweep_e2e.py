@@ -22,31 +22,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
 from asc.runs.train import run_name
 from asc.tracking.store import TrackingStore
-from conftest import REPO, TINY_OVERRIDES
+from conftest import REPO, experiment_file
 
 pytestmark = pytest.mark.slow
 
-#: On top of TINY_OVERRIDES: one short epoch on small images; 240 CQT bins, since 256 bins from 10 Hz reach
-#: 15.8 kHz and librosa's filters then cross the tiny set's 16 kHz Nyquist frequency.
-SHRINK = ["features.n_bins=240", "model.image_size=32", "trainer.max_epochs=1"]
 GRID = ["window=1,2", "mask=0,0.2", "seed=0,1"]  # 2 x 2 x 2 = 8 jobs
 JOB_TIMEOUT = 600
-
-
-def experiment_file(conf: Path, data_root: Path) -> Path:
-    """TINY_OVERRIDES (+ SHRINK) as `experiment=tiny_sweep`, so job folders are named by the swept settings only."""
-    dotlist = [o for o in TINY_OVERRIDES + SHRINK if not o.startswith(("experiment=", "progress=", "window=", "mask="))]
-    settings = OmegaConf.from_dotlist(dotlist)
-    settings.data.root = str(data_root)  # the session's tiny set (identical settings), so it is not generated again
-    path = conf / "experiment" / "tiny_sweep.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    base = next(o.split("=", 1)[1] for o in TINY_OVERRIDES if o.startswith("experiment="))
-    path.write_text(f"# @package _global_\ndefaults:\n  - {base}\n\n" + OmegaConf.to_yaml(settings))
-    return path
 
 
 class Store:
@@ -190,7 +174,9 @@ def test_report_after_a_failed_job(store, capsys, tmp_path, monkeypatch):
     assert "Jobs: 2 expected, 1 finished, 1 failed." in printed
     assert "`window=9,mask=0,seed=0`: FAILED" in printed
     assert re.search(r"\| 2 s \| \*\*\d+\.\d \(n=1\)\*\*", printed), printed
-    assert "69.7 %" in printed  # the best cell next to the published test accuracy
+    assert "69.7 %" in printed  # the best cell next to the published test accuracy ...
+    assert "**Not the paper's setup**" in printed and "data: synthetic scenes, not TAU 2019" in printed  # ... as context
+    assert "Δ" not in printed.split("Test accuracy")[0]  # no difference to beat in the validation grid
     cells = pd.read_csv(sweep_dir / "report" / "cells.csv")
     assert list(cells["window"]) == [2.0] and list(cells["n"]) == [1] and np.isnan(cells["val_acc_std"][0])
 

@@ -10,7 +10,8 @@
 - ``on_job_start`` (each job's own process, also under the joblib and submitit launchers): exports the parent's
   id to the job through the environment; :func:`asc.runs.train.run` then logs the job as a nested child run,
   tagged with its :func:`~asc.runs.identity.config_hash`, or skips it if that hash already FINISHED under the
-  parent.
+  parent. With ``sweep_gpus=N`` (``hydra/launcher=gpus``) the job's process first takes its own GPU
+  (:func:`asc.runs.placement.claim_gpu`).
 - ``on_multirun_end``: writes the summary (:func:`asc.runs.report.report`) to the parent and closes it. Hydra
   skips this hook when a job fails, so an exit handler does the same for the jobs that did finish and marks the
   parent FAILED; ``asc report`` does it on demand.
@@ -36,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from asc.files import atomic_write_text
 from asc.runs.identity import digest, excluded, scientific
+from asc.runs.placement import PlacementError, claim_gpu
 from asc.runs.report import report
 from asc.tracking.store import TrackingStore
 
@@ -76,6 +78,23 @@ def sweep_identity(config: DictConfig) -> str:
     if OmegaConf.select(config, "sweep_id"):
         return str(config.sweep_id)
     return "sweep-" + digest({"base": scientific(config), "overrides": sorted(sweep_overrides(config))}, 12)
+
+
+def check_gpu_slots(config: DictConfig) -> None:
+    """``sweep_gpus=N`` spreads one node's jobs over its N GPUs: it needs at most N jobs at once, on this node."""
+    slots = config.get("sweep_gpus")
+    if not slots:
+        if OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/launcher") == "gpus":
+            raise PlacementError("hydra/launcher=gpus needs sweep_gpus=N: the number of GPUs to run jobs on at once")
+        return
+    target = str(OmegaConf.select(config, "hydra.launcher._target_") or "")
+    if "submitit" in target:
+        raise PlacementError("sweep_gpus is for a sweep on one node (hydra/launcher=gpus); under SLURM each job gets "
+                             "its GPU from the scheduler (hydra.launcher.gpus_per_node): drop sweep_gpus")
+    n_jobs = OmegaConf.select(config, "hydra.launcher.n_jobs")
+    if n_jobs is not None and (int(n_jobs) < 1 or int(n_jobs) > int(slots)):
+        raise PlacementError(f"hydra.launcher.n_jobs={n_jobs} with sweep_gpus={slots}: at most one job per GPU at once "
+                             "(hydra/launcher=gpus sets n_jobs to sweep_gpus)")
 
 
 @dataclass
@@ -140,6 +159,7 @@ class SweepCallback(Callback):
         self._ended = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_gpu_slots(config)
         store = TrackingStore(config.logger.tracking_uri)
         exp_id = store.experiment(config.logger.experiment, config.logger.get("artifacts"))
         sweep_id = sweep_identity(config)
@@ -175,6 +195,8 @@ class SweepCallback(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._export()  # in the job's process (a joblib/submitit worker has its own environment)
+        if config.get("sweep_gpus"):  # before the job imports anything that initialises CUDA
+            claim_gpu(int(config.sweep_gpus), Path(self.sweep_dir or str(config.hydra.sweep.dir)) / ".gpu-slots")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._finish("FINISHED")

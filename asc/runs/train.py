@@ -36,6 +36,7 @@ from asc.data.features import FeatureSpec
 from asc.model.embeddings import EmbeddingCacheConfig, EmbeddingData, build_or_load
 from asc.model.module import SceneClassifier
 from asc.runs.identity import config_hash, leaves, paper_differences
+from asc.runs.placement import placement_tags
 from asc.runs.sweep import job_sweep
 from asc.tracking.packaging import log_model
 from asc.tracking.store import TrackingStore
@@ -236,6 +237,7 @@ def run_tags(cfg: DictConfig, s: RunSettings) -> dict[str, Any]:
         "config_hash": config_hash(cfg), "settings_hash": config_hash(cfg, drop=("seed",)),
         "inputs": "embeddings" if s.from_cache else "images",
         "faithful": str(not differences).lower(), "faithful.why": "; ".join(differences)[:5000],
+        **placement_tags(),  # host, process, GPUs, SLURM job
     }
 
 

@@ -13,7 +13,8 @@ experiment, a run's artifacts and its logged model. No other module builds an ML
   servers serialise their own DDL.
 - **Experiments** are created as model-training experiments (tag ``mlflow.experimentKind`` =
   ``custom_model_development``), so MLflow 3's UI opens them on their training runs, not on an empty GenAI
-  overview of traces.
+  overview of traces. On a tracking server (``http(s)://``) they get the server's artifact root (``asc server``:
+  ``mlflow-artifacts:/``, artifacts proxied through the server), never a folder of the machine that created them.
 - **Parent runs** of sweeps and studies carry one tagging scheme: ``asc.parent`` (``sweep`` or ``study``) and
   ``asc.parent.key`` (the sweep id or the study name). Children point at them with MLflow's own
   ``mlflow.parentRunId`` tag, which the UI nests.
@@ -122,6 +123,15 @@ class TrackingStore:
         return f"TrackingStore({self.uri!r})"
 
     # -- the store itself -------------------------------------------------------------------------------------
+    @property
+    def is_server(self) -> bool:
+        """Whether the store is a tracking server (artifacts then go where the server says)."""
+        return self.uri.startswith(("http://", "https://"))
+
+    def _artifact_root(self, artifacts: str | None) -> str | None:
+        """The artifact root for a new experiment: the local folder ``artifacts``, or None (the server's) on a server."""
+        return None if self.is_server else artifact_location(artifacts)
+
     def exists(self) -> bool:
         """False only for a SQLite store whose file is missing (opening it would create an empty store)."""
         path = sqlite_file(self.uri)
@@ -136,14 +146,21 @@ class TrackingStore:
             _OPENED.add(self.uri)
         return MlflowClient(self.uri, registry_uri=self.uri)
 
-    def ui_url(self, experiment_id: str, run_id: str | None = None) -> str:
+    def experiments(self) -> list[tuple[str, str]]:
+        """``(id, name)`` of every active experiment, by name."""
+        found = self.client.search_experiments()
+        return sorted(((e.experiment_id, e.name) for e in found), key=lambda e: e[1])
+
+    def ui_url(self, experiment_id: str, run_id: str | None = None, base: str | None = None) -> str:
         """The UI page of an experiment's training runs (or of one run), opened in model-training mode.
 
         MLflow 3.17's UI takes its mode from the link (``workflowType``) or from the user's last choice in the
         browser, and otherwise opens every experiment on an empty GenAI overview of traces, whatever the
         experiment's ``mlflow.experimentKind``: the links asc prints say ``machine_learning``.
         """
-        base = self.uri.rstrip("/") if self.uri.startswith(("http://", "https://")) else LOCAL_UI
+        if base is None:
+            base = self.uri if self.uri.startswith(("http://", "https://")) else LOCAL_UI
+        base = base.rstrip("/")
         page = f"runs/{run_id}" if run_id else "runs"
         return f"{base}/#/experiments/{experiment_id}/{page}?workflowType=machine_learning"
 
@@ -155,7 +172,7 @@ class TrackingStore:
         if found is None:
             tags = {"mlflow.experimentKind": EXPERIMENT_KIND}
             try:
-                return self.client.create_experiment(name, artifact_location=artifact_location(artifacts), tags=tags)
+                return self.client.create_experiment(name, artifact_location=self._artifact_root(artifacts), tags=tags)
             except MlflowException:  # created meanwhile by another process
                 found = self.client.get_experiment_by_name(name)
                 if found is None:
@@ -171,7 +188,7 @@ class TrackingStore:
         self.experiment(experiment, artifacts)  # created with its kind before Lightning looks it up
         return MLFlowLogger(
             experiment_name=experiment, run_name=run_name, tracking_uri=self.uri,
-            artifact_location=artifact_location(artifacts), tags={k: str(v) for k, v in tags.items()}, run_id=run_id,
+            artifact_location=self._artifact_root(artifacts), tags={k: str(v) for k, v in tags.items()}, run_id=run_id,
         )
 
     def create_run(self, experiment_id: str, name: str, tags: Mapping[str, Any] | None = None,
@@ -200,12 +217,13 @@ class TrackingStore:
 
     @contextmanager
     def failure_marked(self, run_id: str) -> Iterator[None]:
-        """A run that raises is marked KILLED (Ctrl-C, a pruned trial) or FAILED, with the error as a tag, so it
-        never stays RUNNING and a resumed sweep reruns it."""
+        """A run that raises is marked KILLED (Ctrl-C, SIGTERM from a scheduler that preempts or requeues the job --
+        Lightning and submitit turn it into ``SystemExit`` -- or a pruned trial) or FAILED, with the error as a tag,
+        so it never stays RUNNING and a resumed sweep reruns it."""
         try:
             yield
         except BaseException as err:
-            stopped = isinstance(err, KeyboardInterrupt) or type(err).__name__ == "TrialPruned"
+            stopped = isinstance(err, (KeyboardInterrupt, SystemExit)) or type(err).__name__ == "TrialPruned"
             self.client.set_tag(run_id, "error", f"{type(err).__name__}: {err}"[:5000])
             self.end_run(run_id, "KILLED" if stopped else "FAILED")
             raise

@@ -230,9 +230,10 @@ def test_run_with_lite0_and_the_embedding_cache(tmp_path, tiny_tau, monkeypatch)
     head = 1280 * 512 + 512 + 512 * 10 + 10
     assert m["params/trainable"] == head and m["params/total"] == head + 3_371_008
     assert 5e7 < m["flops_per_sample"] < 3e8  # Lite0 at 96 px: 0.14 GFLOPs (a multiply-add counts 2; VGG16 at 224: 31)
-    # frozen ImageNet features separate the synthetic scenes well above chance (0.1): 0.45 measured, and 0.15
-    # with the same network's random initialisation (model.pretrained=false)
-    assert result["test/acc"] >= 0.3, result
+    # frozen ImageNet features separate the synthetic scenes well above chance (0.1): validation accuracy (40 clips)
+    # 0.43-0.48 measured over seeds 0-2, test (20 clips) 0.25-0.30; 0.18 / 0.20 with the same network's random
+    # initialisation (model.pretrained=false)
+    assert result["val/acc"] >= 0.3 and result["test/acc"] > 0.1, result
     # the logged MLflow model (rebuilt from its checkpoint, no weights file) predicts probabilities
     model = mlflow.pyfunc.load_model(result["model_uri"])
     image = np.random.default_rng(0).integers(0, 256, (1, 240, 200), dtype=np.uint8)

@@ -202,10 +202,11 @@ class SceneDataModule(L.LightningDataModule):
         check_classes(df, df["part"])
         self.counts = {**fit_report(widths, clip), "skipped": self.skipped,
                        "copies": int(df["duplicate_of"].notna().sum()) if "duplicate_of" in df else 0}
-        if self.counts["padded"] or self.counts["cropped"]:
+        if any(self.counts.values()):  # what was done to the recordings, in one line (also data/* in MLflow)
             log.info("clips of %g s (%d frames): %d recording(s) padded (data.pad=%s), %d longer ones cut at random in "
-                     "training and covered by several clips in evaluation", self.cfg.clip_seconds, clip,
-                     self.counts["padded"], self.cfg.pad, self.counts["cropped"])
+                     "training and covered by several clips in evaluation, %d skipped, %d byte-identical copies kept "
+                     "in their original's part", self.cfg.clip_seconds, clip, self.counts["padded"], self.cfg.pad,
+                     self.counts["cropped"], self.counts["skipped"], self.counts["copies"])
         self.class_names = sorted(df["label"].unique())
         self.leakage = leakage(df, df["part"])
         self.leakage_val = leakage(df, df["part"], "val")

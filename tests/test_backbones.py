@@ -212,6 +212,17 @@ def test_the_demo_is_the_papers_method_with_lite0(compose):
     assert compose("experiment=demo_small_cnn").model.backbone == "small_cnn"
 
 
+def test_the_real_audio_experiment_names_no_folder(compose):
+    """experiment=real_audio (experiments/real-audio/README.md): the method on a folder given on the command line."""
+    cfg = compose("experiment=real_audio")
+    assert cfg.data.root.endswith("data/my-recordings")  # no machine path in the tracked config
+    assert (cfg.data.kind, cfg.data.split, cfg.data.clip_seconds, cfg.data.pad, cfg.window, cfg.mask) == (
+        "folder", "grouped", 5.0, "repeat", 2.5, 0.0)
+    assert cfg.model.backbone == "efficientnet_lite0" and cfg.model.embedding_cache.enabled
+    small = compose("experiment=real_audio", "model=small_cnn", "model.embedding_cache.enabled=false")
+    assert small.model.backbone == "small_cnn" and small.data.clip_seconds == 5.0
+
+
 @pytest.mark.slow
 def test_run_with_lite0_and_the_embedding_cache(tmp_path, tiny_tau, monkeypatch):
     """The demo's config (`make demo`), shrunk to the tiny set and 96 px."""

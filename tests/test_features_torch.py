@@ -92,3 +92,33 @@ def test_backend_is_part_of_the_cache_key_and_checked():
         FeatureSpec(kind="mel", backend="torch")
     with pytest.raises(ValueError, match="backend=librosa"):
         FeatureSpec(backend="torch", pad_mode="symmetric")
+
+
+@pytest.mark.filterwarnings("ignore:n_fft=.* is too large")
+def test_batched_cache_build_matches_the_librosa_cache(tmp_path):
+    """Decoding on 2 worker processes, clips of two lengths, a bad file skipped; then a rerun computes nothing."""
+    from asc.data.cache import FeatureCache
+
+    spec = FeatureSpec(sample_rate=8000, n_bins=168, hop_length=256)
+    files = []
+    for i in range(7):
+        y = np.random.default_rng(i).standard_normal((8000 * (2 if i % 3 else 3), 2)).astype(np.float32) * 0.1
+        sf.write(tmp_path / f"clip{i}.wav", y, 8000, subtype="PCM_24")
+        files.append(tmp_path / f"clip{i}.wav")
+    (tmp_path / "bad.wav").write_bytes(b"RIFF\x00\x00")
+    files.append(tmp_path / "bad.wav")
+    names = [f.name for f in files]
+    cache = FeatureCache(tmp_path / "cache", dataclasses.replace(spec, backend="torch"))
+    report = cache.build(files, names, workers=2, on_error="skip", progress=False, device="cpu", batch_size=2)
+    assert report.computed == 7 and [s[0] for s in report.skipped] == [str(tmp_path / "bad.wav")]
+    reference = FeatureCache(tmp_path / "cache", spec)
+    assert reference.dir != cache.dir
+    reference.build(files[:7], names[:7], workers=1, progress=False)
+    for f, n in zip(files[:7], names[:7], strict=True):
+        assert cache.entry(f, n).name == reference.entry(f, n).name
+        assert grey_difference(np.load(cache.entry(f, n)), np.load(reference.entry(f, n)))[0] <= 0.01
+    again = cache.build(files[:7], names[:7], workers=2, progress=False, device="cpu")
+    assert again.computed == 0 and again.cached == 7
+    with pytest.raises(Exception, match="bad.wav"):
+        FeatureCache(tmp_path / "cache2", cache.spec).build(files, names, workers=1, progress=False, device="cpu")
+

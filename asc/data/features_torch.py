@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -273,10 +273,3 @@ class ConstantQImages:
         finite = torch.isfinite(S).all(dim=2).all(dim=1)
         return self.to_uint8(S).flip(1), finite
 
-
-def batches_by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of equal length (each at most ``batch_size``), in first-seen order."""
-    groups: dict[int, list[int]] = {}
-    for i, n in enumerate(lengths):
-        groups.setdefault(int(n), []).append(i)
-    return [idx[k : k + batch_size] for idx in groups.values() for k in range(0, len(idx), batch_size)]

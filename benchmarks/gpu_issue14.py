@@ -11,8 +11,9 @@ end to end at a size that fits the time, results in one JSON.
 2. ``benchmarks.grid_e2e``: data (generated, not counted), ``asc extract`` on the GPU, the 27 jobs of
    ``experiment=fast`` (frozen VGG16 with random weights -- the node has no ImageNet weights; the cost is the
    same -- 224 px, embedding cache, bf16, channels-last), ``asc report``, each stage's wall time. The size defaults
-   to 1400 clips (10 cities x 2 locations x 7 segments per scene: a tenth of TAU) and at most ``--epochs`` epochs;
-   the grid is stopped at the time budget and the report covers the jobs that finished.
+   to 2000 clips (10 cities x 2 locations x 10 segments per scene: a seventh of TAU, 20 per scene and city so the
+   paper split is exactly 60:20:20) and at most ``--epochs`` epochs; the grid is stopped at the time budget and the
+   report covers the jobs that finished.
 
 Writes ``experiments/bench/gpu-issue14.json`` (``--json``) and prints both tables.
 """
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch", type=int, default=64, help="clips per batch of the torch transform")
     p.add_argument("--cities", type=int, default=10)
     p.add_argument("--locations", type=int, default=2)
-    p.add_argument("--segments", type=int, default=7)
+    p.add_argument("--segments", type=int, default=10)
     p.add_argument("--epochs", type=int, default=20, help="at most this many epochs per grid job")
     p.add_argument("--json", default="experiments/bench/gpu-issue14.json")
     a = p.parse_args(argv)
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     save()
 
     if a.quick:
-        size = ["--size", "cpu", "--cities", "1", "--locations", "1", "--segments", "5", "--epochs", "1",
+        size = ["--size", "cpu", "--cities", "1", "--locations", "1", "--segments", "5", "--epochs", "2",
                 "--grid", "window=3", "mask=0,0.1", "seed=0"]
     else:
         size = ["--cities", str(a.cities), "--locations", str(a.locations), "--segments", str(a.segments),

@@ -13,9 +13,10 @@ Stages, each the command a user types (run as a subprocess in a work folder, so 
 
 Full size (the default): TAU's 14,400 clips (10 cities x 4 locations x 36 segments per scene), frozen VGG16 -- with
 random weights unless ``--pretrained`` (a machine without the internet has no ImageNet weights; the cost is the same),
-the configs' epochs and early stopping. ``--size cpu``: the same stages scaled down for a CPU-only machine
-(120 clips: 2 cities x 2 locations x 3 segments per scene; a frozen small CNN with random weights instead of VGG16,
-64 px inputs, at most 3 epochs), printed with the run. Every setting can be given (``--cities``, ``--model``, ...).
+the configs' epochs and early stopping. ``--size cpu``: the same stages scaled down for a CPU-only machine: 200 clips
+(2 cities x 2 locations x 5 segments per scene: 10 per scene and city, so the paper split's cuts give exactly
+60:20:20 as TAU's 144 give 86:29:29), a frozen small CNN with random weights instead of VGG16, 64 px inputs, at most
+10 epochs -- printed with the run. Every setting can be given (``--cities``, ``--model``, ...).
 
     python -m benchmarks.grid_e2e                      # full size (GPU node; ~41 GB of generated audio)
     python -m benchmarks.grid_e2e --size cpu           # the scaled-down version (make bench-grid)
@@ -39,7 +40,7 @@ from pathlib import Path
 #: ``--size`` presets: clips per scene = cities x locations x segments.
 SIZES = {
     "full": dict(cities=10, locations=4, segments=36, model="vgg16", image_size=None, epochs=None),
-    "cpu": dict(cities=2, locations=2, segments=3, model="small_cnn", image_size=64, epochs=3),
+    "cpu": dict(cities=2, locations=2, segments=5, model="small_cnn", image_size=64, epochs=10),
 }
 GRID = ["window=3,5,7", "mask=0,0.1,0.2", "seed=0,1,2"]
 

@@ -21,7 +21,8 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -198,7 +199,11 @@ class FeatureCache:
 
         bar = tqdm(total=len(todo), desc=f"{self.spec.kind} spectrograms ({transform.device.type})", unit="clip",
                    disable=not progress)
-        with bar, ThreadPoolExecutor(max_workers=4) as writer:
+        threads = torch.get_num_threads()
+        if transform.device.type == "cpu" and n_workers > 1:
+            # the decoders keep their cores busy: more transform threads than free cores run several times slower
+            torch.set_num_threads(max(1, min(threads, cpu_count() - n_workers)))
+        with bar, ThreadPoolExecutor(max_workers=4) as writer, _restore_threads(threads):
             for i, y, error in clips:
                 if error is not None:
                     failed(todo[i][0], error)
@@ -248,6 +253,16 @@ class FeatureCache:
                 raise ValueError(f"{audio}: {image.shape[1]} frames, fewer than the {width} asked for")
             out[i] = image[:, :width]
         return out
+
+
+@contextmanager
+def _restore_threads(threads: int) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _message(audio: Path, err: Exception) -> str:

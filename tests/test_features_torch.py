@@ -75,6 +75,18 @@ def test_short_clips_and_other_settings_match_too(pad_mode, samples):
     assert grey_difference(image, faithful)[0] <= 0.01
 
 
+@pytest.mark.parametrize("settings, plan", [
+    (dict(n_bins=120), [(32, 32), (2, 16), (2, 8), (2, 4), (2, 2)]),  # 5 octaves: librosa 0.7 first downsamples by 32
+    (dict(sample_rate=36000), [(1, 1024), (1, 1024)] + [(2, 2**k) for k in range(9, 0, -1)]),  # top band past 0.85 Nyquist
+])
+def test_librosa_07s_other_octave_plans_match_too(settings, plan):
+    spec = FeatureSpec(**settings)
+    torch_spec = dataclasses.replace(spec, backend="torch")
+    assert [(f, hop) for f, _, hop, _ in torch_transform(torch_spec, "cpu").plan] == plan
+    y = (np.cumsum(np.random.default_rng(1).standard_normal(3 * spec.sample_rate + 17)) * 1e-3).astype(np.float32)
+    assert grey_difference(image_from_audio(y, torch_spec), image_from_audio(y, spec))[0] <= 0.01
+
+
 def test_silence_is_black_and_non_finite_audio_is_refused():
     assert not image_from_audio(np.zeros(48_000, dtype=np.float32), TORCH).any()
     y = np.zeros(48_000, dtype=np.float32)

@@ -1,24 +1,28 @@
 """The paper's constant-Q image as batched tensor operations, on a GPU or the CPU (``features.backend=torch``).
 
-The same algorithm as :mod:`asc.data.features` (librosa 0.7's ``cqt`` as the reference ran it), step for step, on
-a batch of equally long clips ``[B, samples]`` at once:
+The same algorithm as :mod:`asc.data.features` (librosa 0.7's ``cqt`` as the reference ran it), step for step -- the
+same octave plan (early downsampling, or the top octave at the full rate first, where librosa 0.7 chose them) --
+on a batch of equally long clips ``[B, samples]`` at once:
 
-1. per-octave downsampling by 2 with resampy <= 0.2's ``kaiser_fast`` filter: at a ratio of 1/2 resampy's
-   interpolation always lands on table entries, so it is an exact 63-tap FIR (taps ``win[256 |d|] / 2`` for
-   ``|d| <= 31``, zeros beyond the signal) evaluated at every second sample -- a strided ``conv1d`` -- followed
-   by librosa's ``fix_length`` (a trailing zero for an odd length) and ``scale=True`` (times sqrt 2);
-2. each octave's centred frames (``pad_mode`` padding, rectangular window, ``n_fft = 256`` for the paper's
-   settings) through ``rfft`` and one complex matrix product with librosa's sparsified filter spectra (the
-   same matrices :func:`asc.data.features._octave` builds, computed once with librosa), divided by the square
-   root of the filter lengths;
+1. per-octave downsampling by 2 with resampy <= 0.2's ``kaiser_fast`` filter: at a ratio of 1/2 resampy's table
+   interpolation always lands on table entries, so it is an exact 63-tap FIR (taps ``win[256 |d|] / 2``,
+   ``|d| <= 31``, zeros beyond the signal) at every second sample; computed as one matrix product of overlapping
+   blocks of the signal with a banded matrix (a single-channel strided ``conv1d`` ran 20 times slower on the CPU),
+   then librosa's ``fix_length`` (a trailing zero for an odd length) and ``scale=True`` (times sqrt 2);
+2. each octave's centred frames (``pad_mode`` padding as ``numpy.pad`` does it, mirrored again where the pad is
+   longer than the signal; rectangular window, ``n_fft = 256`` for the paper's settings) times one real matrix
+   per octave: the ``rfft`` folded with librosa's sparsified filter spectra (the matrices
+   :func:`asc.data.features._octave` builds, computed with librosa) and divided by the square root of the filter
+   lengths, ``[n_fft, 2 x 24]`` (real and imaginary parts), in float64;
 3. ``power_to_db`` of ``|C|`` (amin, top_db relative to each clip's maximum), each frame min-max scaled to
    0..255 and matplotlib's 8-bit ``gray`` mapping, in float64, as :func:`asc.data.features.frame_minmax_uint8`.
 
-The signal path runs in float32 (as librosa's does: float32 audio, resampy accumulating in float32, a complex64
-STFT), the filter-bank product in complex128 and the dB and 8-bit steps in float64 (as the faithful path does).
-The images differ from the faithful ones only by floating-point rounding (another summation order in the FIR
-and the FFT): measured on TAU-format clips in ``experiments/bench/README.md`` ("Features on the device").
-TF32 is switched off for the transform on CUDA (its 10-bit mantissa would move the quiet octaves by many levels).
+The signal path runs in float32, as librosa's does (float32 audio, resampy accumulating in float32, a complex64 STFT);
+the filter bank, dB and 8-bit steps in float64. The images differ from the faithful ones by floating-point rounding
+only (another summation order in the FIR, a float64 DFT instead of librosa's float32 FFT): about 2 pixels in
+10,000 move by one level (two next to the gray table's missing levels); ``experiments/bench/README.md``.
+TF32 is switched off for the transform (its 10-bit mantissa would move the quiet octaves: a FIR rounded to
+bfloat16 already moves 0.47 levels on average, up to 14).
 
 This module holds no settings of its own: :func:`asc.data.features.torch_transform` builds a :class:`ConstantQImages`
 from a :class:`~asc.data.features.FeatureSpec` and passes in the filter table, the relative bandwidth and the gray
@@ -34,10 +38,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-#: ``features.pad_mode`` -> ``torch.nn.functional.pad`` mode, for the modes both support.
-TORCH_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}
+#: ``features.pad_mode`` values the torch backend implements (numpy's ``constant``, ``reflect``, ``edge``).
+TORCH_PAD_MODES = ("constant", "reflect", "edge")
 
 
 def default_device() -> torch.device:
@@ -46,17 +49,15 @@ def default_device() -> torch.device:
 
 
 @contextlib.contextmanager
-def _no_tf32(device: torch.device) -> Iterator[None]:
-    if device.type != "cuda":
-        yield
-        return
-    matmul = torch.backends.cuda.matmul.allow_tf32
+def _full_float32() -> Iterator[None]:
+    """float32 matrix products in full precision for the transform (no TF32 or bf16 passes, whatever the training
+    code set globally), restored afterwards."""
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
     try:
-        torch.backends.cuda.matmul.allow_tf32 = False
-        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-            yield
+        yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul
+        torch.set_float32_matmul_precision(precision)
 
 
 def _two_factors(x: int) -> int:
@@ -107,7 +108,7 @@ class ConstantQImages:
                              f"(use one of {sorted(TORCH_PAD_MODES)}, or backend=librosa)")
         self.spec = spec
         self.device = torch.device(device) if device is not None else default_device()
-        self.pad = TORCH_PAD_MODES[spec.pad_mode]
+        self.pad = spec.pad_mode
         bpo, n_bins = spec.bins_per_octave, spec.n_bins
         n_octaves = math.ceil(n_bins / bpo)
         n_filters = min(bpo, n_bins)
@@ -232,7 +233,7 @@ class ConstantQImages:
         nf = self._kernels[0].shape[1] // 2
         rows = len(self.plan) * nf
         S = torch.empty(y.shape[0], rows, width, dtype=torch.float64, device=self.device)
-        with _no_tf32(self.device):
+        with _full_float32():
             for index, (factor, _, hop, _) in enumerate(self.plan):
                 if factor > 1:
                     y = self._downsample(y, factor)

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--cities", type=int, default=10)
     p.add_argument("--locations", type=int, default=2)
     p.add_argument("--segments", type=int, default=10)
-    p.add_argument("--epochs", type=int, default=20, help="at most this many epochs per grid job")
+    p.add_argument("--epochs", type=int, default=10, help="at most this many epochs per grid job")
     p.add_argument("--json", default="experiments/bench/gpu-issue14.json")
     a = p.parse_args(argv)
     t0 = time.perf_counter()

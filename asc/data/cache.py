@@ -184,12 +184,21 @@ class FeatureCache:
 
         def flush(length: int) -> None:
             items = pending.pop(length)
-            images, finite = transform(torch.stack([y for _, y in items]))
-            images, finite = images.cpu().numpy(), finite.cpu().numpy()
-            for (i, _), image, ok in zip(items, images, finite, strict=True):
+            try:
+                images, finite = transform(torch.stack([y for _, y in items]))
+                results = list(zip(images.cpu().numpy(), finite.cpu().numpy(), strict=True))
+            except ValueError:  # one clip the transform refuses: find it, keep the others
+                results = []
+                for i, y in items:
+                    try:
+                        image, ok = transform(y[None])
+                        results.append((image[0].cpu().numpy(), bool(ok[0])))
+                    except ValueError as err:
+                        results.append((None, _message(todo[i][0], err)))
+            for (i, _), (image, ok) in zip(items, results, strict=True):
                 audio, dst = todo[i]
-                if not ok:
-                    failed(audio, f"{audio}: {NOT_FINITE}")
+                if isinstance(ok, str) or not ok:
+                    failed(audio, ok if isinstance(ok, str) else f"{audio}: {NOT_FINITE}")
                     continue
                 writes.append(writer.submit(atomic_save_npy, dst, image))
                 report.computed += 1

@@ -29,7 +29,7 @@ The result is an 8-bit image ``[n_bins, frames]`` -- 256 x 469 for 10 s at 48 kH
 clips against librosa 0.7.2 itself: the dB values agree to 3e-6 dB on average (at most 1e-3 dB).
 
 ``backend="torch"`` computes the same constant-Q image with batched tensor operations on a GPU or the CPU
-(:mod:`asc.data.features_torch`, the same algorithm; rounding moves about 2 pixels in 10,000 by one level); the
+(:mod:`asc.data.features_torch`, the same algorithm; rounding moves 2-3 pixels in 10,000 by one level); the
 librosa path above stays the default and the reference.
 """
 

@@ -19,7 +19,7 @@ on a batch of equally long clips ``[B, samples]`` at once:
 
 The signal path runs in float32, as librosa's does (float32 audio, resampy accumulating in float32, a complex64 STFT);
 the filter bank, dB and 8-bit steps in float64. The images differ from the faithful ones by floating-point rounding
-only (another summation order in the FIR, a float64 DFT instead of librosa's float32 FFT): about 2 pixels in
+only (another summation order in the FIR, a float64 DFT instead of librosa's float32 FFT): 2-3 pixels in
 10,000 move by one level (two next to the gray table's missing levels); ``experiments/bench/README.md``.
 TF32 is switched off for the transform (its 10-bit mantissa would move the quiet octaves: a FIR rounded to
 bfloat16 already moves 0.47 levels on average, up to 14).

@@ -60,7 +60,7 @@ bench-predict: install ## prediction latency per 10 s of audio and the stream's 
 	$(PY) benchmarks/prediction.py --threads 1
 
 # -- speed (see experiments/bench/README.md) --
-.PHONY: bench bench-accuracy bench-gpu
+.PHONY: bench bench-accuracy bench-gpu bench-grid bench-gpu-grid
 
 bench: install ## speed benchmarks, side-by-side ratios measured in one run (1-3 min on 2 cores)
 	$(PY) -m benchmarks
@@ -70,3 +70,9 @@ bench-accuracy: install ## accuracy of the fast paths (cache positions, bf16) on
 
 bench-gpu: install ## the GPU benchmarks in one run (on a machine with a GPU), results to experiments/bench/gpu.json
 	$(PY) -m benchmarks.gpu --json experiments/bench/gpu.json
+
+bench-grid: install ## the paper's grid end to end (extract, 27 jobs, report), scaled down for a CPU; ARGS="--size full" on a GPU node
+	$(PY) -m benchmarks.grid_e2e --size cpu $(ARGS)
+
+bench-gpu-grid: install ## issue 14 on a GPU node in one run (~7 min): CQT on the GPU vs librosa, the grid end to end
+	$(PY) -m benchmarks.gpu_issue14 $(ARGS)

@@ -1,5 +1,7 @@
 """``python -m benchmarks`` (``make bench``): every speed benchmark in one go, then the grid projection.
 
+Includes the constant-Q images of ``features.backend=torch`` against librosa on the CPU (``benchmarks.device_features``).
+
     python -m benchmarks [--quick] [--json results.json] [--gpu-json experiments/bench/gpu-h100.json]
 """
 
@@ -10,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from benchmarks import augmentation, extraction, grid, head_epoch, train_step
+from benchmarks import augmentation, device_features, extraction, grid, head_epoch, train_step
 from benchmarks.common import machine
 
 
@@ -26,6 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     q = args.quick
     res = {
         "extraction": extraction.main(["--clips", "8" if q else "16"]),
+        "device_features": device_features.main(["--clips", "10" if q else "20", "--device", "cpu",
+                                                 "--rounds", "2" if q else "3"]),
         "augmentation": augmentation.main(["--samples", "128" if q else "256", "--rounds", "3" if q else "5"]),
         "train_step": train_step.main(["--rounds", "2" if q else "3"]),
         "head_epoch": head_epoch.main(["--samples", "32" if q else "64"]),

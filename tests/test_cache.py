@@ -41,8 +41,12 @@ def entries(cache: Path) -> list[Path]:
     return sorted(cache.glob("cqt-*/*.npy"))
 
 
-def spec():
-    return feature_spec("cqt", SET[1:])
+def spec(backend: str = "librosa"):
+    return feature_spec("cqt", [*SET[1:], f"backend={backend}"])
+
+
+#: ``extract`` arguments per backend: the torch backend in batches of 2, so that a kill lands between batches
+BACKEND = {"librosa": (), "torch": ("backend=torch", "--batch-size", "2", "--device", "cpu")}
 
 
 def test_feature_spec_matches_the_training_config():
@@ -58,9 +62,10 @@ def test_feature_spec_matches_the_training_config():
 
 
 @pytest.mark.slow
-def test_kill_then_rerun_computes_only_the_missing(tmp_path):
+@pytest.mark.parametrize("backend", ["librosa", "torch"])
+def test_kill_then_rerun_computes_only_the_missing(tmp_path, backend):
     root, cache = folder(tmp_path / "rec", 60), tmp_path / "cache"
-    proc = extract(root, cache)
+    proc = extract(root, cache, *BACKEND[backend])
     deadline = time.monotonic() + 120
     while len(entries(cache)) < 3 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -77,10 +82,10 @@ def test_kill_then_rerun_computes_only_the_missing(tmp_path):
     os.utime(old, (time.time() - 7200, time.time() - 7200))
 
     files = sorted(root.glob("*.wav"))
-    report = FeatureCache(cache, spec()).build(files, [f.name for f in files], workers=1, progress=False)
+    report = FeatureCache(cache, spec(backend)).build(files, [f.name for f in files], workers=1, progress=False)
     assert report.computed == 60 - len(done) and report.cached == len(done)
     assert {p: p.stat().st_mtime_ns for p in done} == stamps  # the finished entries were not redone
-    images = FeatureCache(cache, spec()).load(files, [f.name for f in files])
+    images = FeatureCache(cache, spec(backend)).load(files, [f.name for f in files])
     assert images.shape == (60, 168, 2 * 8000 // 256 + 1)
     assert not old.exists()  # stale temporary removed; a fresh one (another job's, maybe) left alone
     assert half.exists() and len(entries(cache)) == 60

@@ -11,7 +11,7 @@ from joblib import cpu_count
 
 from asc.config import feature_spec
 from asc.data.audio import AudioError
-from asc.data.cache import FeatureCache
+from asc.data.cache import BATCH_SIZE, FeatureCache
 from asc.data.dataset import DatasetError, add_dataset_arguments, read_folder, read_tau, safe_path
 
 
@@ -25,9 +25,16 @@ def main(argv: list[str] | None = None) -> None:
     add_dataset_arguments(p)
     p.add_argument("--features", default="cqt", help="cqt (the paper's), mel, or a YAML file (default: cqt)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="feature settings to override, e.g. --set sample_rate=32000")
+                   help="feature settings to override, e.g. --set sample_rate=32000, or --set backend=torch: the same "
+                        "images computed in batches on the GPU (or the CPU), as features.backend=torch in training")
     p.add_argument("--cache", default="cache", help="cache folder, as paths.cache in training (default: cache)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: every usable core)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes (default: every usable core); with backend=torch: the decoding processes")
+    p.add_argument("--device", default=None,
+                   help="backend=torch: where the batches are transformed, e.g. cuda, cuda:1, cpu (default: cuda if "
+                        "available, else cpu)")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                   help=f"backend=torch: clips per batch (default: {BATCH_SIZE})")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="a bad audio file stops the run (raise, default) or is skipped with a warning (skip)")
     p.add_argument("--no-progress", action="store_true")
@@ -40,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
         files = [safe_path(a.root, name) for name in df["filename"]]
         cache = FeatureCache(a.cache, spec)
         start = time.perf_counter()
-        report = cache.build(files, list(df["filename"]), workers, a.on_error, progress=not a.no_progress)
+        report = cache.build(files, list(df["filename"]), workers, a.on_error, progress=not a.no_progress,
+                             device=a.device, batch_size=a.batch_size)
     except (AudioError, DatasetError, ValueError) as err:
         print(f"asc extract: {err}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -49,7 +57,12 @@ def main(argv: list[str] | None = None) -> None:
     rate = report.computed / seconds if report.computed else 0.0
     print(f"{cache.dir}: {report.computed} computed, {report.cached} already cached, {len(report.skipped)} skipped; "
           f"{size / 2**20:.1f} MiB in the cache")
-    if report.computed:
+    if report.computed and spec.backend == "torch":
+        from asc.data.features import torch_transform
+
+        print(f"{seconds:.1f} s, {rate:.2f} clips/s: decoded on {min(workers, report.computed)} worker(s), transformed "
+              f"on {torch_transform(spec, a.device).device} in batches of up to {a.batch_size}")
+    elif report.computed:
         print(f"{seconds:.1f} s, {rate:.2f} clips/s on {min(workers, report.computed)} worker(s) "
               f"({rate / min(workers, report.computed):.3f} clips/s per worker)")
     for _, error in report.skipped:

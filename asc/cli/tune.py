@@ -27,5 +27,5 @@ def study(cfg: DictConfig) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     if argv is not None:  # `asc tune ARGS`: Hydra reads its arguments from sys.argv
-        sys.argv = [f"{sys.argv[0]} tune", *argv]
+        sys.argv = [sys.argv[0], *argv]
     study()

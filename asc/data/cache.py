@@ -8,6 +8,11 @@ only what is missing, and two jobs filling the same cache at once end with one c
 Builders of one cache folder also take turns (a ``filelock`` on ``.build.lock``): the second job
 waits, then finds the entries the first computed, so a sweep's parallel jobs do not all extract the same
 clips. Temporary files a killed job left behind are removed once they are an hour old.
+
+With ``features.backend=torch`` the entries are the same files, made another way: worker processes decode the
+clips (and apply the emphasis filter), this process stacks equally long clips into batches and computes their
+images at once on the device (CUDA if available, else the CPU; :mod:`asc.data.features_torch`), and a few threads
+write each entry atomically as above -- the layout, the resumability and the locking do not change.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: A temporary entry older than this (seconds) belongs to a killed job and is removed.
 STALE_SECONDS = 3600.0
+#: Clips per batch of the torch backend's transform.
+BATCH_SIZE = 32
 
 
 @dataclass
@@ -90,6 +98,8 @@ class FeatureCache:
         workers: int | None = None,
         on_error: str = "raise",
         progress: bool = True,
+        device: str | None = None,
+        batch_size: int = BATCH_SIZE,
     ) -> ExtractReport:
         """Compute every missing entry, using ``workers`` processes (default: every core this process may use).
 
@@ -97,6 +107,10 @@ class FeatureCache:
         out, counts it in the report and logs a warning. Memory stays bounded whatever the number of clips:
         jobs are handed out lazily, workers write their own entries and return only a status. A progress bar
         shows clips done, clips/s and the ETA.
+
+        ``features.backend=torch``: ``workers`` processes decode (one: this process), and the images are computed
+        in batches of up to ``batch_size`` equally long clips on ``device`` (default: CUDA if available, else the
+        CPU). ``device`` and ``batch_size`` change nothing else (not the entries' names).
         """
         if on_error not in ("raise", "skip"):
             raise ValueError(f"data.on_error: {on_error!r} is not one of 'raise', 'skip'")
@@ -106,7 +120,9 @@ class FeatureCache:
             with exclusive(self.dir / ".build.lock", f"{self.dir}: another job is extracting into this cache; waiting for it"):
                 self.remove_stale()
                 todo = [(audio, dst) for audio, dst in todo if not dst.exists()]  # filled while we waited?
-                if todo:
+                if todo and self.spec.backend == "torch":
+                    self._run_batched(todo, workers, on_error, progress, report, device, batch_size)
+                elif todo:
                     self._run(todo, workers, on_error, progress, report)
         report.cached = len(files) - report.computed - len(report.skipped)
         if report.skipped:
@@ -134,6 +150,84 @@ class FeatureCache:
                     from asc.data.audio import AudioError
 
                     raise AudioError(error)
+
+    def _run_batched(self, todo: list[tuple[Path, Path]], workers: int | None, on_error: str, progress: bool,
+                     report: ExtractReport, device: str | None, batch_size: int) -> None:
+        """``features.backend=torch``: decode on worker processes, transform batches of equally long clips on
+        ``device``, write the entries from a few threads."""
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        import torch
+        from joblib import cpu_count
+        from torch.utils.data import DataLoader
+        from tqdm.auto import tqdm
+
+        from asc.data.audio import AudioError
+        from asc.data.features import NOT_FINITE, torch_transform
+
+        if batch_size < 1:
+            raise ValueError(f"batch size {batch_size} must be at least 1")
+        n_workers = max(1, min(workers or cpu_count(), len(todo)))
+        loader = DataLoader(_Decode(todo, self.spec), batch_size=None, shuffle=False,
+                            num_workers=n_workers if n_workers > 1 else 0,
+                            prefetch_factor=4 if n_workers > 1 else None)
+        clips = iter(loader)  # the decoding processes start here, before the device is touched
+        transform = torch_transform(self.spec, device)
+        pending: dict[int, list[tuple[int, torch.Tensor]]] = {}  # clips waiting for a batch, by length
+        writes: list[Future] = []
+
+        def failed(audio: Path, error: str) -> None:
+            if on_error != "skip":
+                raise AudioError(error)
+            log.warning("skipped %s", error)
+            report.skipped.append((str(audio), error))
+            bar.update()
+
+        def flush(length: int) -> None:
+            items = pending.pop(length)
+            try:
+                images, finite = transform(torch.stack([y for _, y in items]))
+                results = list(zip(images.cpu().numpy(), finite.cpu().numpy(), strict=True))
+            except ValueError:  # one clip the transform refuses: find it, keep the others
+                results = []
+                for i, y in items:
+                    try:
+                        image, ok = transform(y[None])
+                        results.append((image[0].cpu().numpy(), bool(ok[0])))
+                    except ValueError as err:
+                        results.append((None, _message(todo[i][0], err)))
+            for (i, _), (image, ok) in zip(items, results, strict=True):
+                audio, dst = todo[i]
+                if isinstance(ok, str) or not ok:
+                    failed(audio, ok if isinstance(ok, str) else f"{audio}: {NOT_FINITE}")
+                    continue
+                writes.append(writer.submit(atomic_save_npy, dst, image))
+                report.computed += 1
+                bar.update()
+            while len(writes) > 4 * batch_size:  # bounded: wait for the oldest writes
+                writes.pop(0).result()
+
+        bar = tqdm(total=len(todo), desc=f"{self.spec.kind} spectrograms ({transform.device.type})", unit="clip",
+                   disable=not progress)
+        threads = torch.get_num_threads()
+        if transform.device.type == "cpu" and n_workers > 1:
+            # the decoders keep their cores busy: more transform threads than free cores run several times slower
+            torch.set_num_threads(max(1, min(threads, cpu_count() - n_workers)))
+        with bar, ThreadPoolExecutor(max_workers=4) as writer, _restore_threads(threads):
+            for i, y, error in clips:
+                if error is not None:
+                    failed(todo[i][0], error)
+                    continue
+                group = pending.setdefault(int(y.shape[-1]), [])
+                group.append((int(i), y))
+                if len(group) >= batch_size:
+                    flush(int(y.shape[-1]))
+                elif sum(len(g) for g in pending.values()) >= 2 * batch_size:  # many lengths: bound the memory
+                    flush(max(pending, key=lambda n: len(pending[n])))
+            for length in list(pending):
+                flush(length)
+            for w in writes:
+                w.result()
 
     def widths(self, files: Sequence[Path], names: Sequence[str]) -> np.ndarray:
         """Frames of each file's entry (``-1`` where it has none), read from the ``.npy`` headers only."""
@@ -168,7 +262,6 @@ class FeatureCache:
             out[i] = image[:, :width]
         return out
 
-
     def each(self, files: Sequence[Path], names: Sequence[str], progress: bool = False,
              desc: str = "loading cache") -> Iterator[np.ndarray]:
         """The entries of ``files`` one by one, each at its own length ``[height, frames]``."""
@@ -176,12 +269,50 @@ class FeatureCache:
             yield np.load(self.entry(audio, name))
 
 
+@contextmanager
+def _restore_threads(threads: int) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _message(audio: Path, err: Exception) -> str:
+    msg = str(err)
+    return msg if str(audio) in msg else f"{audio}: {msg}"
+
+
 def _extract_one(audio: Path, dst: Path, spec: FeatureSpec) -> tuple[Path, str | None]:
     """Worker: compute one image and write it atomically. Returns ``(audio, error message or None)``."""
     try:
         image = image_from_file(audio, spec)
     except Exception as err:  # noqa: BLE001 - reported per file; the caller decides to raise or skip
-        msg = str(err)
-        return audio, msg if str(audio) in msg else f"{audio}: {msg}"
+        return audio, _message(audio, err)
     atomic_save_npy(dst, image)
     return audio, None
+
+
+class _Decode:
+    """Decoding worker of the torch backend: item ``i`` is ``(i, emphasised float32 audio [samples] or None,
+    error message or None)`` for ``todo[i]`` (a map-style dataset for ``torch.utils.data.DataLoader``)."""
+
+    def __init__(self, todo: list[tuple[Path, Path]], spec: FeatureSpec) -> None:
+        self.files = [audio for audio, _ in todo]
+        self.spec = spec
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None]:
+        from asc.data.features import audio_from_file, emphasis
+
+        audio, spec = self.files[i], self.spec
+        try:
+            y = audio_from_file(audio, spec)
+            if spec.emphasis_alpha is not None:
+                y = emphasis(y, spec.sample_rate, spec.emphasis_alpha)
+        except Exception as err:  # noqa: BLE001 - reported per file; the caller decides to raise or skip
+            return i, None, _message(audio, err)
+        return i, y, None

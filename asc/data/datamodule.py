@@ -13,6 +13,7 @@ option changes nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from asc.data.cache import FeatureCache
 from asc.data.clips import PADS, ClipBank, fit_length, fit_report
@@ -126,6 +127,18 @@ class ClipBatches(Dataset):
 
     def to(self, device: torch.device) -> ClipBatches:
         return ClipBatches(self.bank.to(device), self.train)
+
+
+class Shard(DistributedSampler):
+    """Evaluation on several devices: rank ``r`` of ``n`` takes items ``r, r + n, ...``, each item exactly once in all
+    (torch's DistributedSampler repeats items to even the ranks out, which would count them twice)."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.num_samples = len(range(rank, len(dataset), num_replicas))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
 
 
 class SceneDataModule(L.LightningDataModule):
@@ -241,10 +254,13 @@ class SceneDataModule(L.LightningDataModule):
         data = self._parts[part]
         on_host = data.bank.device.type == "cpu"
         workers = self.cfg.num_workers if on_host else 0  # worker processes cannot share device tensors
-        return DataLoader(
+        world = self.trainer.world_size if self.trainer is not None else 1
+        sampler = Shard(data, world, self.trainer.global_rank) if world > 1 and not shuffle else None
+        return DataLoader(  # training on several devices: Lightning adds a DistributedSampler
             data,
             batch_size=self.cfg.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             collate_fn=as_batch,
             num_workers=workers,
             pin_memory=on_host and torch.cuda.is_available(),

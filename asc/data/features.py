@@ -27,6 +27,10 @@ matplotlib (see the README's "The paper's setup"):
 
 The result is an 8-bit image ``[n_bins, frames]`` -- 256 x 469 for 10 s at 48 kHz. Measured on generated TAU-format
 clips against librosa 0.7.2 itself: the dB values agree to 3e-6 dB on average (at most 1e-3 dB).
+
+``backend="torch"`` computes the same constant-Q image with batched tensor operations on a GPU or the CPU
+(:mod:`asc.data.features_torch`, the same algorithm; rounding moves 2-3 pixels in 10,000 by one level); the
+librosa path above stays the default and the reference.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ RES_TYPE_2019 = "kaiser_fast_resampy0.2"
 #: ``bandwidth`` values: librosa 0.7's constant-Q filter lengths, or those of the installed librosa (>= 0.10).
 BANDWIDTHS = ("librosa0.7", "librosa")
 PAD_MODES = ("constant", "reflect", "edge", "symmetric", "wrap", "linear_ramp", "maximum", "mean", "median", "minimum")
+#: ``backend`` values: the faithful librosa/numpy path (default), or the same transform as batched tensor operations.
+BACKENDS = ("librosa", "torch")
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,8 @@ class FeatureSpec:
     magnitude: bool = True  # the reference took power_to_db of |C|, not |C|**2
     amin: float = 1e-10
     top_db: float | None = 80.0
+    # implementation: "librosa" (the faithful path) | "torch" (asc.data.features_torch: batched, GPU or CPU)
+    backend: str = "librosa"
 
     def __post_init__(self) -> None:
         if self.kind not in ("cqt", "mel"):
@@ -94,6 +102,17 @@ class FeatureSpec:
             raise ValueError(f"features.bandwidth: {self.bandwidth!r} is not one of {list(BANDWIDTHS)}")
         if not self.res_type:
             raise ValueError(f"features.res_type: give {RES_TYPE_2019!r} or a librosa res_type such as 'soxr_hq'")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"features.backend: {self.backend!r} is not one of {list(BACKENDS)}")
+        if self.backend == "torch":
+            from asc.data.features_torch import TORCH_PAD_MODES
+
+            if self.kind != "cqt" or self.res_type != RES_TYPE_2019 or self.pad_mode not in TORCH_PAD_MODES:
+                raise ValueError(
+                    f"features.backend=torch computes the constant-Q image with res_type={RES_TYPE_2019} and pad_mode "
+                    f"in {sorted(TORCH_PAD_MODES)} (here kind={self.kind}, res_type={self.res_type}, "
+                    f"pad_mode={self.pad_mode}); use backend=librosa for these settings"
+                )
         if self.kind == "cqt":
             f_top = self.fmin * 2 ** ((self.n_bins - 1) / self.bins_per_octave)
             # librosa needs the top filter's band (about one bin wide) below Nyquist too
@@ -116,17 +135,27 @@ class FeatureSpec:
         return max(1, int(round(seconds * self.sample_rate / self.hop_length)))
 
     def libraries(self) -> dict[str, str]:
-        """Versions of the libraries whose numbers the images depend on (librosa; resampy or soxr for the CQT)."""
+        """Versions of the libraries whose numbers the images depend on (librosa; resampy or soxr for the CQT;
+        torch for ``backend="torch"``)."""
         from importlib.metadata import version
 
         libs = ["librosa"]
         if self.kind == "cqt":
             libs.append("soxr" if self.res_type.startswith("soxr") else "resampy" if "kaiser" in self.res_type else None)
+        if self.backend == "torch":
+            libs.append("torch")
         return {lib: version(lib) for lib in libs if lib}
 
     def key(self) -> str:
-        """Stable hash of the settings, the code version and the versions of :meth:`libraries`."""
-        payload = json.dumps({"v": FEATURE_VERSION, "libraries": self.libraries(), **asdict(self)}, sort_keys=True)
+        """Stable hash of the settings, the code version and the versions of :meth:`libraries`.
+
+        ``backend="librosa"`` is left out of the hash, so the faithful path keeps the cache folders it had before
+        the setting existed; any other backend is part of it (and adds torch's version).
+        """
+        settings = asdict(self)
+        if settings["backend"] == "librosa":
+            del settings["backend"]
+        payload = json.dumps({"v": FEATURE_VERSION, "libraries": self.libraries(), **settings}, sort_keys=True)
         return hashlib.sha1(payload.encode()).hexdigest()
 
 
@@ -325,20 +354,44 @@ def frame_minmax_uint8(S: np.ndarray) -> np.ndarray:
     return gray_lut()[index]
 
 
+@functools.lru_cache(maxsize=4)
+def torch_transform(spec: FeatureSpec, device: str | None = None):
+    """The batched constant-Q image of ``spec`` on ``device`` (default: CUDA if available, else the CPU): an
+    :class:`asc.data.features_torch.ConstantQImages` holding the filters this module uses (kept for reuse)."""
+    from asc.data.features_torch import ConstantQImages
+
+    if spec.kind != "cqt" or spec.res_type != RES_TYPE_2019:
+        raise ValueError(f"the torch transform computes kind=cqt with res_type={RES_TYPE_2019}")
+    window, num_table, _ = kaiser_fast_2019()
+    return ConstantQImages(spec, window, num_table, relative_bandwidth(spec), gray_lut(), device)
+
+
+NOT_FINITE = "the spectrogram holds NaN or infinite values (are the samples within [-1, 1]?)"
+
+
 def image_from_audio(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """The network's input image ``[height, frames]`` uint8, low frequencies at the bottom.
 
     Raises ValueError if the spectrogram is not finite (e.g. samples so large that the transform
     overflows): an image is never made from NaN or infinite values.
     """
+    if spec.backend == "torch":
+        import torch
+
+        y = emphasis(y, spec.sample_rate, spec.emphasis_alpha) if spec.emphasis_alpha is not None else y
+        images, finite = torch_transform(spec)(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None])
+        if not bool(finite[0]):
+            raise ValueError(NOT_FINITE)
+        return images[0].cpu().numpy()
     S = spectrogram_db(y, spec, dtype=None)  # the reference mapped float64 values to 8 bit
     if not np.isfinite(S).all():
-        raise ValueError("the spectrogram holds NaN or infinite values (are the samples within [-1, 1]?)")
+        raise ValueError(NOT_FINITE)
     return np.ascontiguousarray(frame_minmax_uint8(S)[::-1])
 
 
-def image_from_file(path: str | Path, spec: FeatureSpec) -> np.ndarray:
-    """Read ``path`` (mono mix-down, resampled to ``spec.sample_rate``) and compute its image."""
+def audio_from_file(path: str | Path, spec: FeatureSpec) -> np.ndarray:
+    """Read ``path`` as ``spec`` wants it: mono float32 ``[samples]`` at ``spec.sample_rate`` (AudioError if the file
+    cannot be used, or holds less than one hop)."""
     from asc.data.audio import load_mono
 
     y, _ = load_mono(path, sr=spec.sample_rate, resample=spec.resample, channels=spec.channels)
@@ -346,4 +399,9 @@ def image_from_file(path: str | Path, spec: FeatureSpec) -> np.ndarray:
         from asc.data.audio import AudioError
 
         raise AudioError(f"{path}: only {y.size} samples, shorter than one hop ({spec.hop_length})")
-    return image_from_audio(y, spec)
+    return y
+
+
+def image_from_file(path: str | Path, spec: FeatureSpec) -> np.ndarray:
+    """Read ``path`` (mono mix-down, resampled to ``spec.sample_rate``) and compute its image."""
+    return image_from_audio(audio_from_file(path, spec), spec)

@@ -158,8 +158,10 @@ class SceneClassifier(L.LightningModule):
 
     def _log_epoch(self, stage: str) -> None:
         loss, acc = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
-        self.log(f"{stage}/loss", loss.compute(), prog_bar=stage != "test")
-        self.log(f"{stage}/acc", acc.compute(), prog_bar=stage == "val")
+        # compute() gathers the states of every device, so each rank logs the same global value: sync_dist's mean of
+        # equal numbers changes nothing and keeps Lightning from asking for it
+        self.log(f"{stage}/loss", loss.compute(), prog_bar=stage != "test", sync_dist=True)
+        self.log(f"{stage}/acc", acc.compute(), prog_bar=stage == "val", sync_dist=True)
         loss.reset()
         acc.reset()
 
@@ -181,8 +183,23 @@ class SceneClassifier(L.LightningModule):
         self.confusion = cm.detach().cpu()
         per_class = cm.diag().float() / cm.sum(1).clamp_min(1).float()
         for name, value in zip(self.class_names, per_class.tolist(), strict=True):
-            self.log(f"test/acc_{name}", value)
+            self.log(f"test/acc_{name}", value, sync_dist=True)
         self.test_confusion.reset()
+
+    # A run resumed from its last checkpoint continues with the random numbers it would have drawn (crops, bands,
+    # dropout, batch order): the generators' states travel in the checkpoint.
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("rng")
+        if state is None:
+            return
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]

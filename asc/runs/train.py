@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
@@ -119,14 +124,30 @@ class Built:
     facts: dict[str, float]  # parameter counts, FLOPs, split sizes and leakage: logged before training
 
 
-def build(s: RunSettings, logger: Any, callbacks: list[Callback], out: Path) -> Built:
-    """Data module, LightningModule and Trainer from the settings; the embedding cache filled if it is used."""
+def build(s: RunSettings, logger: Any, callbacks: list[Callback], out: Path, checkpoints: Path) -> Built:
+    """Data module, LightningModule and Trainer from the settings; the embedding cache filled if it is used.
+
+    ``checkpoints``: the run's checkpoint folder (``best.ckpt`` by validation accuracy, ``last.ckpt`` for resuming).
+    """
     L.seed_everything(s.seed, workers=True, verbose=False)
     images = SceneDataModule(s.data, s.features, s.window, progress=s.progress)
     images.prepare_data()
     images.setup("fit")
     hop = s.features.hop_length / s.features.sample_rate
     views = ViewSpec.for_clip(images.clip_frames, s.window, hop, mask=s.mask, **s.views)
+    checkpoint = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/acc", mode="max", save_top_k=1,
+                                 save_last=True)
+    trainer = L.Trainer(
+        **s.trainer,
+        logger=logger,
+        callbacks=[checkpoint, EarlyStopping(monitor="val/acc", mode="max", patience=s.patience), *callbacks],
+        default_root_dir=out,
+        enable_progress_bar=s.progress,
+        enable_model_summary=False,  # the run logs its parameter counts and FLOPs instead
+    )
+    # Several optimiser steps per Lightning step take several backward passes per DDP forward, and DDP averages the
+    # gradients of the first only: on several devices, one step per call.
+    grouped = s.cache.steps_per_call if s.from_cache and trainer.world_size == 1 else 1
     module = SceneClassifier(  # the model carries what turns audio into its inputs (see asc.inference)
         class_names=images.class_names,
         model=s.network,
@@ -135,17 +156,8 @@ def build(s: RunSettings, logger: Any, callbacks: list[Callback], out: Path) -> 
         features=dataclasses.asdict(s.features),
         window=s.window,
         inputs="embeddings" if s.from_cache else "images",
-        steps_per_call=s.cache.steps_per_call if s.from_cache else 1,
+        steps_per_call=grouped,
         **s.training,
-    )
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/acc", mode="max", save_top_k=1)
-    trainer = L.Trainer(
-        **s.trainer,
-        logger=logger,
-        callbacks=[checkpoint, EarlyStopping(monitor="val/acc", mode="max", patience=s.patience), *callbacks],
-        default_root_dir=out,
-        enable_progress_bar=s.progress,
-        enable_model_summary=False,  # the run logs its parameter counts and FLOPs instead
     )
     facts = {
         **parameter_counts(module.net),
@@ -173,7 +185,7 @@ def embedding_inputs(s: RunSettings, images: SceneDataModule, module: SceneClass
         device=trainer.strategy.root_device,
     )
     data = EmbeddingData(outputs, {p: bank.labels for p, bank in banks.items()}, s.data.batch_size,
-                         steps_per_call=s.cache.steps_per_call, real=real)
+                         steps_per_call=module.hparams.steps_per_call, real=real)
     return data, int(outputs["train"].shape[1]), int(computed)
 
 
@@ -194,10 +206,25 @@ def flops_per_sample(net: torch.nn.Module, image_size: int) -> int:
 
 
 # -- 2. fit and test --------------------------------------------------------------------------------------------
-def fit_and_test(b: Built) -> None:
-    """Train with early stopping on val/acc, then test the best-validation checkpoint (loaded weights-only)."""
-    b.trainer.fit(b.module, datamodule=b.inputs)
-    b.trainer.test(b.module, datamodule=b.inputs, ckpt_path="best", weights_only=True, verbose=False)
+def fit_and_test(b: Built, resume_from: Path | None = None) -> None:
+    """Train with early stopping on val/acc (from ``resume_from``'s epoch, optimiser and callbacks if given), then test
+    the best-validation checkpoint. Checkpoints are loaded weights-only."""
+    launched = {key: os.environ.get(key) for key in DDP_ENVIRONMENT}
+    try:
+        with ddp_command():
+            b.trainer.fit(b.module, datamodule=b.inputs, ckpt_path=resume_from, weights_only=True)
+        b.trainer.test(b.module, datamodule=b.inputs, ckpt_path="best", weights_only=True, verbose=False)
+    finally:
+        # Lightning's DDP launcher leaves its process group up and its variables in this process's environment: the
+        # next job of a sweep in this process would take itself for a process someone else launched and wait for
+        # the ranks of this run, which have ended.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for key, value in launched.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 # -- 3. record --------------------------------------------------------------------------------------------------
@@ -241,22 +268,80 @@ def run_tags(cfg: DictConfig, s: RunSettings) -> dict[str, Any]:
     }
 
 
+#: What the rank-0 process tells the other processes of a multi-device run (Lightning's DDP launcher starts them
+#: with its environment): the checkpoint folder and the checkpoint to resume from ("" for none).
+ENV_CHECKPOINT_DIR = "ASC_CHECKPOINT_DIR"
+ENV_RESUME_FROM = "ASC_RESUME_FROM"
+#: What Lightning's DDP launcher sets in the environment of the process that starts the others.
+DDP_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+#: The arguments before the overrides that start a run again (``["train"]`` for ``asc train``; see ddp_command).
+COMMAND_PREFIX: list[str] = []
+
+
+def global_rank() -> int:
+    """This process's rank in a multi-device run (0 in a single-device run, and in the process that tracks)."""
+    return int(rank_zero_only.rank)
+
+
+@contextmanager
+def ddp_command() -> Iterator[None]:
+    """The command Lightning's DDP launcher runs again for the processes of ranks 1..N-1: this job's own.
+
+    Lightning re-runs ``sys.argv`` with the Hydra run folder added. In a sweep (``-m``) that command is the whole
+    sweep, and for ``asc train`` its first argument is the subcommand: present the job's own overrides instead.
+    """
+    if not HydraConfig.initialized():
+        yield
+        return
+    saved = sys.argv
+    sys.argv = [saved[0], *COMMAND_PREFIX, *HydraConfig.get().overrides.task]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def resumable(store: TrackingStore, experiment_id: str, config_hash_: str, parent: str | None):
+    """The newest unfinished run of this scientific config (under ``parent``, or at the top level) that left a last
+    checkpoint, or None."""
+    query = f"tags.config_hash = '{config_hash_}' and attributes.status != 'FINISHED'"
+    for found in store.search([experiment_id], query):
+        if found.data.tags.get("mlflow.parentRunId") != parent:
+            continue
+        folder = found.data.tags.get("checkpoint_dir")
+        if folder and (Path(folder) / "last.ckpt").is_file():
+            return found
+    return None
+
+
 def run(cfg: DictConfig, callbacks: list[Callback] | None = None, parent_run_id: str | None = None,
         tags: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build, fit and test, record one run into MLflow; returns its results (accuracies, ids, time).
 
     ``callbacks`` are added to the Trainer's (e.g. Optuna's pruning callback); ``parent_run_id`` makes the
-    MLflow run a nested child of that run (an Optuna trial, say); ``tags`` are added to the run's tags. In a sweep
-    (``train.py -m``) the run is a nested child of the sweep's parent run, and with ``resume=true`` a run whose
-    scientific config already finished under that parent is skipped.
+    MLflow run a nested child of that run (an Optuna trial, say); ``tags`` are added to the run's tags.
+
+    - **Sweeps.** In a sweep (``train.py -m``) the run is a nested child of the sweep's parent run, and with
+      ``resume=true`` a run whose scientific config already finished under that parent is skipped.
+    - **Resume.** With ``resume=true`` (the default) a run of the same scientific config that did not finish (killed,
+      crashed, preempted) and left a last checkpoint is continued: the same MLflow run, from its last epoch, with the
+      optimiser, early stopping, the best checkpoint and the random number generators as they were. Checkpoints
+      live in ``paths.outputs/checkpoints/<MLflow run id>`` (the run's tag ``checkpoint_dir``). Optuna trials'
+      runs are never resumed.
+    - **Several devices** (``trainer.devices=N trainer.strategy=ddp``): one process per device; only rank 0 tracks
+      (one MLflow run, one checkpoint folder, which it passes on to the others), the metrics and the confusion matrix
+      are reduced over all ranks, the embedding cache is filled once.
     """
     start = time.perf_counter()
     s = RunSettings.from_config(cfg)
+    if global_rank() > 0:  # started by rank 0's DDP launcher: train and test, track nothing
+        return _worker(cfg, s, callbacks or [])
     store = TrackingStore(cfg.logger.tracking_uri)
     run_tags_ = run_tags(cfg, s)
     sweep = job_sweep()
+    parent = sweep.parent_run_id if sweep is not None else parent_run_id
     if sweep is not None:  # a job of `train.py -m`: a nested child of the sweep's parent run
-        run_tags_.update({"sweep": sweep.sweep_id, "mlflow.parentRunId": sweep.parent_run_id})
+        run_tags_["sweep"] = sweep.sweep_id
         done = store.finished_child(sweep.parent_run_id, run_tags_["config_hash"]) if cfg.get("resume", True) else None
         if done is not None:
             log.info("%s: already finished in this sweep (MLflow run %s): skipped (resume=false reruns it)",
@@ -269,23 +354,49 @@ def run(cfg: DictConfig, callbacks: list[Callback] | None = None, parent_run_id:
                     "faithful": run_tags_["faithful"] == "true"}
     elif cfg.get("sweep_id"):
         run_tags_["sweep"] = cfg.sweep_id
-    if parent_run_id:
-        run_tags_["mlflow.parentRunId"] = parent_run_id
+    if parent:
+        run_tags_["mlflow.parentRunId"] = parent
     run_tags_.update(tags or {})
-    logger = store.logger(cfg.logger.experiment, s.name, run_tags_, cfg.logger.get("artifacts"))
+    experiment_id = store.experiment(cfg.logger.experiment, cfg.logger.get("artifacts"))
+    earlier = None
+    if cfg.get("resume", True) and parent_run_id is None:
+        earlier = resumable(store, experiment_id, run_tags_["config_hash"], parent)
+    if earlier is not None:
+        run_id = earlier.info.run_id
+        folder = Path(earlier.data.tags["checkpoint_dir"])
+        resume_from: Path | None = folder / "last.ckpt"
+        store.reopen_run(run_id)
+        store.set_tags(run_id, {"resumed": int(earlier.data.tags.get("resumed", 0)) + 1, **placement_tags()})
+        log.info("%s: resuming MLflow run %s from %s (resume=false starts afresh)", s.name, run_id, resume_from)
+        logger = store.logger(cfg.logger.experiment, s.name, {}, cfg.logger.get("artifacts"), run_id=run_id)
+    else:
+        logger = store.logger(cfg.logger.experiment, s.name, run_tags_, cfg.logger.get("artifacts"))
+        folder = (Path(cfg.paths.outputs) / "checkpoints" / logger.run_id).resolve()
+        resume_from = None
+        store.set_tags(logger.run_id, {"checkpoint_dir": folder})
     out = output_dir() / s.name if parent_run_id else output_dir()  # nested runs share their process's folder
     with store.failure_marked(logger.run_id):
-        store.log_params(logger.run_id, leaves(OmegaConf.to_container(cfg, resolve=True)))
-        store.log_text(logger.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        built = build(s, logger, callbacks or [], out)
+        if resume_from is None:
+            store.log_params(logger.run_id, leaves(OmegaConf.to_container(cfg, resolve=True)))
+            store.log_text(logger.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        os.environ[ENV_CHECKPOINT_DIR], os.environ[ENV_RESUME_FROM] = str(folder), str(resume_from or "")
+        built = build(s, logger, callbacks or [], out, folder)
         logger.log_metrics(built.facts)
-        fit_and_test(built)
+        fit_and_test(built, resume_from)
         result = record(built, store, logger.run_id, bool(cfg.logger.get("log_model", True)))
         logger.finalize("success")
     return {"run_name": s.name, "run_id": logger.run_id, "experiment_id": logger.experiment_id, **result,
-            "ui": store.ui_url(logger.experiment_id, logger.run_id),
+            "ui": store.ui_url(logger.experiment_id, logger.run_id), "resumed": resume_from is not None,
             "seconds": time.perf_counter() - start, "tracking_uri": store.uri, "faithful": run_tags_["faithful"] == "true",
             "faithful.why": run_tags_["faithful.why"], "experiment": str(cfg.logger.experiment)}
+
+
+def _worker(cfg: DictConfig, s: RunSettings, callbacks: list[Callback]) -> dict[str, Any]:
+    """Rank > 0 of a multi-device run: the same build, fit and test in rank 0's checkpoint folder, no tracking."""
+    folder, resume_from = Path(os.environ[ENV_CHECKPOINT_DIR]), os.environ.get(ENV_RESUME_FROM) or None
+    built = build(s, False, callbacks, output_dir(), folder)
+    fit_and_test(built, Path(resume_from) if resume_from else None)
+    return {"run_name": s.name, "rank": global_rank(), "val/acc": float("nan"), "worker": True}
 
 
 def summary(result: dict[str, Any]) -> str:

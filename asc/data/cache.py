@@ -22,14 +22,19 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from joblib import Parallel, cpu_count, delayed
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from asc.data.features import FeatureSpec, image_from_file
+from asc.data.audio import AudioError
+from asc.data.features import NOT_FINITE, FeatureSpec, audio_from_file, emphasis, image_from_file, torch_transform
 from asc.files import atomic_save_npy, atomic_write_text, exclusive
 
 log = logging.getLogger(__name__)
@@ -80,8 +85,6 @@ class FeatureCache:
 
     def missing(self, files: Sequence[Path], names: Sequence[str]) -> list[tuple[Path, Path]]:
         """``(audio, entry)`` for every file whose entry is not in the cache."""
-        from asc.data.audio import AudioError
-
         todo = []
         for audio, name in zip(files, names, strict=True):
             if not audio.is_file():
@@ -131,9 +134,6 @@ class FeatureCache:
 
     def _run(self, todo: list[tuple[Path, Path]], workers: int | None, on_error: str, progress: bool,
              report: ExtractReport) -> None:
-        from joblib import Parallel, cpu_count, delayed
-        from tqdm.auto import tqdm
-
         n_jobs = max(1, min(workers or cpu_count(), len(todo)))
         jobs = (delayed(_extract_one)(audio, dst, self.spec) for audio, dst in todo)
         runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1 if n_jobs > 1 else "auto")
@@ -147,23 +147,14 @@ class FeatureCache:
                     log.warning("skipped %s", error)
                     report.skipped.append((str(audio), error))
                 else:
-                    from asc.data.audio import AudioError
-
                     raise AudioError(error)
 
     def _run_batched(self, todo: list[tuple[Path, Path]], workers: int | None, on_error: str, progress: bool,
                      report: ExtractReport, device: str | None, batch_size: int) -> None:
         """``features.backend=torch``: decode on worker processes, transform batches of equally long clips on
         ``device``, write the entries from a few threads."""
-        from concurrent.futures import Future, ThreadPoolExecutor
 
-        import torch
-        from joblib import cpu_count
-        from torch.utils.data import DataLoader
-        from tqdm.auto import tqdm
 
-        from asc.data.audio import AudioError
-        from asc.data.features import NOT_FINITE, torch_transform
 
         if batch_size < 1:
             raise ValueError(f"batch size {batch_size} must be at least 1")
@@ -274,8 +265,6 @@ def _restore_threads(threads: int) -> Iterator[None]:
     try:
         yield
     finally:
-        import torch
-
         torch.set_num_threads(threads)
 
 
@@ -306,8 +295,6 @@ class _Decode:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None]:
-        from asc.data.features import audio_from_file, emphasis
-
         audio, spec = self.files[i], self.spec
         try:
             y = audio_from_file(audio, spec)

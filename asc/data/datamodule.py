@@ -29,6 +29,7 @@ from asc.data.clips import PADS, ClipBank, fit_length, fit_report
 from asc.data.dataset import read_folder, read_tau, safe_path
 from asc.data.features import FeatureSpec
 from asc.data.splits import PARTS, check_classes, leakage, make_split
+from asc.data.synth import SynthConfig, generate
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +179,6 @@ class SceneDataModule(L.LightningDataModule):
         if self._prepared:  # Lightning calls it again for fit and test
             return
         if self.cfg.synthetic is not None and not (self.root / "meta.csv").exists():
-            from asc.data.synth import SynthConfig, generate
-
             settings = dict(self.cfg.synthetic)
             settings["cities"] = tuple(settings.get("cities", SynthConfig.cities))
             generate(self.root, SynthConfig(**settings), progress=self.progress)

@@ -228,6 +228,9 @@ class TrackingStore:
             self.end_run(run_id, "KILLED" if stopped else "FAILED")
             raise
 
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self.client.delete_tag(run_id, key)
+
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):

@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -241,7 +242,9 @@ def _octave(y: np.ndarray, sr: float, hop: int, freqs: np.ndarray, alpha: float,
     basis *= lengths[:, None] / float(n_fft)
     fft_basis = np.fft.fft(basis, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
     fft_basis = librosa.util.sparsify_rows(fft_basis, quantile=0.01, dtype=np.complex128)  # librosa 0.7's precision
-    D = librosa.stft(y, n_fft=n_fft, hop_length=hop, window="ones", pad_mode=pad_mode, dtype=np.complex64)
+    with warnings.catch_warnings():  # librosa >= 0.10 warns for a clip shorter than a low octave's filter; 0.7 padded
+        warnings.filterwarnings("ignore", message=r"n_fft=\d+ is too large for input signal", category=UserWarning)
+        D = librosa.stft(y, n_fft=n_fft, hop_length=hop, window="ones", pad_mode=pad_mode, dtype=np.complex64)
     return fft_basis.dot(D) / np.sqrt(lengths)[:, None]
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from asc.data.dataset import audio_headers, read_folder
+from asc.data.splits import make_split
 from asc.runs.report import collect, latest_finished, markdown_table
 from asc.tracking.store import TrackingStore
 
@@ -48,9 +50,6 @@ def confusion(store: TrackingStore, run_id: str, tmp: Path) -> pd.DataFrame:
 def controls(root: str, bins: int = 10) -> dict[str, float]:
     """Test accuracy on the grouped split of rules that hear no animal: each test recording gets the most common
     training label of its sample rate, of its duration (``bins`` quantile bins of the training durations), of both."""
-    from asc.data.dataset import audio_headers, read_folder
-    from asc.data.splits import make_split
-
     df = read_folder(root)
     df["part"] = make_split(df, "grouped", 42)
     heads, _ = audio_headers(Path(root), df, progress=False)

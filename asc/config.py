@@ -7,10 +7,14 @@ is whichever of the two this installation has.
 Commands that take one config group by name (``asc extract --features mel``, ``asc predict --features``,
 ``asc figures``) read it with :func:`group_settings`; :func:`settings` turns a group into the typed
 settings object the package works with, with an error that names the group and the unknown key.
+
+A sweep job's folder is named after its overrides (``mask=0.1,seed=2,window=5``); :func:`job_dirname` (the resolver
+``asc_dirname`` of ``conf/config.yaml``, registered on import) keeps that name short enough for a file system.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -30,6 +34,27 @@ def _config_dir() -> Path:
 
 #: The folder holding ``config.yaml`` and the config groups.
 CONFIG_DIR: Path = _config_dir()
+
+#: Bytes of a sweep job's folder name at most (file systems refuse names over 255).
+DIRNAME_LIMIT = 200
+
+
+def job_dirname(overrides: str) -> str:
+    """A sweep job's folder name: its overrides as Hydra joins them, or, beyond :data:`DIRNAME_LIMIT` bytes, the
+    overrides that fit and a hash of all of them (a sweep with many overrides on its command line failed with
+    "File name too long")."""
+    if len(overrides.encode()) <= DIRNAME_LIMIT:
+        return overrides
+    digest = hashlib.sha1(overrides.encode()).hexdigest()[:10]
+    kept = ""
+    for item in overrides.split(","):
+        if len(f"{kept},{item},+{digest}".encode()) > DIRNAME_LIMIT:
+            break
+        kept = f"{kept},{item}" if kept else item
+    return f"{kept},+{digest}" if kept else digest
+
+
+OmegaConf.register_new_resolver("asc_dirname", job_dirname, replace=True)
 
 
 def settings(cls: type[T], cfg: Any, group: str, drop: tuple[str, ...] = ("name",)) -> T:

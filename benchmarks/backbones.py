@@ -20,6 +20,8 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from asc.data.augment import ViewSpec
+from asc.data.clips import ClipBank
 from asc.model.embeddings import EmbeddingCacheConfig, build_or_load
 from asc.model.networks import SceneNet, weights_file
 
@@ -51,13 +53,15 @@ def measure(name: str, batch: int, rounds: int, clips: int) -> dict:
             net.backbone(x[:1])
     # the cache as a run fills it: 4 positions x 2 masks per training clip, the centre window of val/test clips
     g = torch.Generator().manual_seed(0)
-    images = {p: torch.randint(0, 256, (clips, 256, 469), dtype=torch.uint8, generator=g) for p in ("train", "val", "test")}
+    banks = {p: ClipBank.from_images(list(torch.randint(0, 256, (clips, 256, 469), dtype=torch.uint8, generator=g).numpy()),
+                                     [0] * clips, 469) for p in ("train", "val", "test")}
     cfg = EmbeddingCacheConfig(enabled=True, positions=4, masks=2, batch_size=64)
+    spec = ViewSpec.for_clip(469, 5.0, 1024 / 48_000, crop="reference", band="reference", mask=0.1)
     views = clips * (cfg.views(0.1) + 2)
 
     def fill() -> None:
         with tempfile.TemporaryDirectory() as root:
-            build_or_load(net, images, cfg, root=root, spec_key="bench", backbone=name, width=234, size=224, mask=0.1)
+            build_or_load(net, banks, cfg, spec, root=root, spec_key="bench", backbone=name)
 
     t0 = time.perf_counter()
     fill()

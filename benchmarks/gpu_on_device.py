@@ -13,7 +13,8 @@ import time
 import lightning as L
 import torch
 
-from asc.data.datamodule import DataConfig, SceneDataModule, TensorBatches
+from asc.data.clips import ClipBank
+from asc.data.datamodule import ClipBatches, DataConfig, SceneDataModule
 from asc.data.features import FeatureSpec
 from asc.model.module import SceneClassifier
 
@@ -39,17 +40,18 @@ def epoch_seconds(images: torch.Tensor, labels: torch.Tensor, on_device: bool, b
     dm = SceneDataModule(DataConfig(root="unused", on_device=on_device, batch_size=32), spec, window=5.0,
                          progress=False)
     dm._prepared = True
-    dm._parts = {p: TensorBatches(images if p == "train" else images[:64], labels if p == "train" else labels[:64])
-                 for p in ("train", "val", "test")}
+    bank = ClipBank.from_images(list(images.numpy()), labels.tolist(), images.shape[2])
+    dm._parts = {p: ClipBatches(bank, train=p == "train") for p in ("train", "val", "test")}
     dm.class_names = [str(i) for i in range(10)]
     model = {"backbone": backbone, "pretrained": False, "freeze": backbone == "vgg16", "hidden": [512], "dropout": 0.5}
-    module = SceneClassifier(dm.class_names, model, spec.window_frames(5.0), image_size=size, mask=0.1)
+    module = SceneClassifier(dm.class_names, model, views=dict(window_frames=spec.window_frames(5.0), size=size, mask=0.1),
+                             clip=dict(frames=images.shape[2], seconds=10.0, pad="none"))
     timer = EpochTimer()
     trainer = L.Trainer(accelerator=accelerator, devices=1, max_epochs=2, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, num_sanity_val_steps=0, limit_val_batches=0, callbacks=[timer])
     trainer.fit(module, datamodule=dm)
     expected = on_device and trainer.strategy.root_device.type == "cuda"
-    assert dm._parts["train"].tensors[0].is_cuda == expected, "tensors not where data.on_device says"
+    assert dm.bank("train").images.is_cuda == expected, "tensors not where data.on_device says"
     return timer.seconds[-1]  # the second epoch: warm
 
 

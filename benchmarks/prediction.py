@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from asc.data.augment import ViewSpec
 from asc.data.features import FeatureSpec, image_from_audio
 from asc.model.module import SceneClassifier
 from asc.inference.predictor import Predictor
@@ -31,8 +32,8 @@ from asc.inference.stream import stream
 
 MODELS = {
     "small_cnn": dict(model=dict(backbone="small_cnn", pretrained=False, freeze=False, channels=[16, 32, 64, 128],
-                                 hidden=[64], dropout=0.3), image_size=128),
-    "vgg16": dict(model=dict(backbone="vgg16", pretrained=False, freeze=True, hidden=[512], dropout=0.5), image_size=224),
+                                 hidden=[64], dropout=0.3), size=128),
+    "vgg16": dict(model=dict(backbone="vgg16", pretrained=False, freeze=True, hidden=[512], dropout=0.5), size=224),
 }
 
 
@@ -47,8 +48,11 @@ def median_time(fn, rounds: int) -> float:
 
 
 def make_predictor(name: str, spec: FeatureSpec, window: float, device: str, folder: Path) -> Predictor:
-    module = SceneClassifier(class_names=[f"c{i}" for i in range(10)], window_frames=spec.window_frames(window),
-                             features=asdict(spec), window=window, clip_seconds=10.0, **MODELS[name])
+    views = ViewSpec.for_clip(spec.frames(10.0), window, spec.hop_length / spec.sample_rate, crop="reference",
+                              band="reference", size=MODELS[name]["size"])
+    module = SceneClassifier(class_names=[f"c{i}" for i in range(10)], model=MODELS[name]["model"], views=asdict(views),
+                             clip=dict(frames=spec.frames(10.0), seconds=10.0, pad="none"), features=asdict(spec),
+                             window=window)
     path = folder / f"{name}.ckpt"
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
     return Predictor.from_checkpoint(path, device=device)
@@ -86,17 +90,16 @@ def main() -> None:
         pcm = (np.tile(y, int(np.ceil(a.stream_seconds / 10)))[: int(a.stream_seconds * sr)] * 32767).astype("<i2")
         for name in a.models.split(","):
             pred = make_predictor(name, spec, a.window, a.device, folder)
-            centre = pred.eval_starts(image.shape[1])
-            t_net = median_time(lambda: pred.window_probs(image, centre), a.rounds)
+            t_net = median_time(lambda: pred.clip_probs(image, [0]), a.rounds)
             t_clip = median_time(lambda: pred.predict_file(wav), a.rounds)
             t_long = median_time(lambda: pred.predict_file(long, hop=a.window / 2), max(1, a.rounds // 2)) / 6
             n_long = len(pred.predict_file(long, hop=a.window / 2).starts)
             report = stream(pred, io.BytesIO(pcm.tobytes()), sr, 1, "int16", hop=a.window / 2, smooth=4)
-            print(f"\n{name} (input {pred.image_size} px):")
-            print(f"  network, one window:                     {t_net * 1e3:8.1f} ms")
+            print(f"\n{name} (input {pred.views.size} px):")
+            print(f"  network, one clip (its centre view):     {t_net * 1e3:8.1f} ms")
             print(f"  10 s clip, file to probabilities:        {t_clip * 1e3:8.1f} ms  "
                   f"(= {t_clip / 10 * 1e3:.1f} ms per s of audio; network {t_net / t_clip:.0%} of it)")
-            print(f"  60 s recording, per 10 s of audio:       {t_long * 1e3:8.1f} ms  ({n_long} windows, hop {a.window / 2:g} s)")
+            print(f"  60 s recording, per 10 s of audio:       {t_long * 1e3:8.1f} ms  ({n_long} clips, hop {a.window / 2:g} s)")
             print(f"  stream: {len(report.decisions)} decisions over {report.seconds:.0f} s, "
                   f"{report.compute / len(report.decisions) * 1e3:.1f} ms each every {report.hop:.2f} s: "
                   f"real-time factor {report.real_time_factor:.3f}")

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from asc.data import augment
-from asc.model.embeddings import EmbeddingData, EmbeddingLoader, training_views, train_starts
+from asc.model.embeddings import EmbeddingData, train_starts
 from asc.model.module import SceneClassifier
 
 CLASSES = [f"c{i}" for i in range(10)]
@@ -28,8 +28,9 @@ def make_module(
     model = dict(backbone=backbone, pretrained=False, freeze=True, hidden=(512,), dropout=0.5)
     if backbone == "small_cnn":
         model["hidden"] = (64,)
-    m = SceneClassifier(CLASSES, model, window_frames=WIDTH, image_size=size, mask=mask,
-                        channels_last=channels_last, inputs=inputs, compile=compile, steps_per_call=steps_per_call)
+    views = dict(window_frames=WIDTH, size=size, mask=mask, channels_last=channels_last)
+    m = SceneClassifier(CLASSES, model, views=views, clip=dict(frames=FRAMES, seconds=10.0, pad="none"), inputs=inputs,
+                        compile=compile, steps_per_call=steps_per_call)
     if compile:
         m.configure_model()
     return m.to(device).train()
@@ -47,8 +48,7 @@ def images(n: int, device: str = "cpu", seed: int = 0) -> tuple[torch.Tensor, to
 
 def full_step(module: SceneClassifier, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, amp: torch.dtype | None) -> None:
     """One training step on the full path: augment on the device, frozen backbone, head forward/backward, Adam."""
-    hp = module.hparams
-    inputs = augment.train_batch(x, hp.window_frames, hp.image_size, hp.mask, hp.channels_last)
+    inputs = module.views.train(x, module.net.norm)
     with autocast(str(x.device), amp):
         logits = module(inputs)
     loss = F.cross_entropy(logits.float(), y)
@@ -60,19 +60,18 @@ def full_step(module: SceneClassifier, opt: torch.optim.Optimizer, x: torch.Tens
 @torch.no_grad()
 def eval_pass(module: SceneClassifier, x: torch.Tensor, amp: torch.dtype | None) -> torch.Tensor:
     """Class probabilities for the centre windows of ``x`` (what validation and test run)."""
-    hp = module.hparams
     with autocast(str(x.device), amp):
-        return module.predict_proba(augment.eval_batch(x, hp.window_frames, hp.image_size, "centre", hp.channels_last))
+        return module.predict_proba(module.views.eval(x, module.net.norm))
 
 
 @torch.no_grad()
 def embed_pass(module: SceneClassifier, x: torch.Tensor, amp: torch.dtype | None, positions: int = 4) -> torch.Tensor:
     """Backbone outputs of ``positions`` fixed windows of each clip (filling the embedding cache)."""
-    hp = module.hparams
-    views = training_views(x, train_starts(x.shape[2], hp.window_frames, positions), hp.window_frames, hp.image_size,
-                           channels_last=hp.channels_last)
+    views = module.views
+    windows = views.views_at(x, train_starts(x.shape[2], views.window_frames, positions, views.crop))  # [B, K, S, S]
+    inputs = augment.to_network(windows.flatten(0, 1), views.channels_last, module.net.norm)
     with autocast(str(x.device), amp):
-        return module.net.embed(views.flatten(0, 1))
+        return module.net.embed(inputs)
 
 
 def head_step(module: SceneClassifier, opt: torch.optim.Optimizer, e: torch.Tensor, y: torch.Tensor, amp: torch.dtype | None) -> None:
@@ -88,12 +87,28 @@ def optimiser(module: SceneClassifier) -> torch.optim.Optimizer:
     return module.configure_optimizers()
 
 
-class _ImageData(EmbeddingData):
-    """In-memory spectrogram images served like the embedding banks (one gather per batch, on the device)."""
+class _ImageLoader:
+    """Training batches ``(clips [B, H, W], labels [B])`` cut from tensors on one device, shuffled."""
 
-    def _loader(self, part: str, shuffle: bool) -> EmbeddingLoader:
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.y)).to(self.x.device)
+        for lo in range(0, len(order), self.batch_size):
+            idx = order[lo : lo + self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+class _ImageData(EmbeddingData):
+    """In-memory spectrogram clips served like the embedding banks (one gather per batch, on the device)."""
+
+    def _loader(self, part: str, shuffle: bool) -> _ImageLoader:
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        return EmbeddingLoader(self.banks[part].to(device), self.labels[part].to(device), self.batch_size, shuffle)
+        return _ImageLoader(self.banks[part].to(device), self.labels[part].to(device), self.batch_size)
 
 
 def lightning_epoch(module: SceneClassifier, data, precision: str, accelerator: str = "auto", epochs: int = 1) -> float:

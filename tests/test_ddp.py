@@ -45,6 +45,10 @@ def test_one_run_on_two_devices(tmp_path):
     folder = Path(run.data.tags["checkpoint_dir"])
     assert sorted(p.name for p in folder.iterdir()) == ["best.ckpt", "last.ckpt"]  # one checkpoint, not per rank
     assert len(list((tmp_path / "outputs" / "checkpoints").iterdir())) == 1
+    import torch
+
+    hp = torch.load(folder / "best.ckpt", map_location="cpu", weights_only=True)["hyper_parameters"]
+    assert hp["inputs"] == "embeddings" and hp["steps_per_call"] == 1  # DDP averages one backward per forward
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     matrix = np.loadtxt(client.download_artifacts(run.info.run_id, "confusion_test.csv", str(tmp_path)),
                         delimiter=",", skiprows=1, usecols=range(1, 11))

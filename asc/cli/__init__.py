@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "report": "summarise a sweep: mean ± std per cell next to the published table, logged to MLflow",
     "predict": "predict the scenes of recordings, folders or a live PCM stream with a trained model",
     "register": "register a run's MLflow model (or the best run of an experiment) under a name",
+    "export": "write a trained model as ONNX (8-bit clip in, class probabilities out)",
     "figures": "the paper's figures for any clip: mel, constant-Q, emphasis, 8-bit input, augmented sample",
 }
 

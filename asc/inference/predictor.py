@@ -145,18 +145,19 @@ class Predictor:
         raise ValueError(f"windows={mode!r}: not one of 'auto', 'eval', 'slide'")
 
     # -- inference -----------------------------------------------------------------------------------------
-    def clip_probs(self, image: np.ndarray, starts: Sequence[int]) -> np.ndarray:
-        """Class probabilities ``[n, C]`` of the clips of ``image`` ``[H, W]`` (uint8) starting at ``starts``: each the
-        mean over the model's evaluation views of the clip."""
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
-        starts = torch.as_tensor(np.asarray(starts, dtype=np.int64), device=self.device)
-        cols = torch.arange(self.clip_frames, device=self.device)
-        out = []
+    def classify(self, clips: np.ndarray) -> np.ndarray:
+        """Class probabilities ``[b, C]`` of clips ``uint8 [b, H, clip]``: the mean over the model's evaluation views."""
+        x = torch.from_numpy(np.ascontiguousarray(clips)).to(self.device)
         with torch.inference_mode():
-            for chunk in starts.split(self.batch_size):
-                clips = x[:, chunk.view(-1, 1) + cols].permute(1, 0, 2)  # [b, H, clip]
-                out.append(self.module.predict_proba(self.views.eval(clips, self.module.net.norm)).cpu())
-        return torch.cat(out).numpy()
+            return self.module.predict_proba(self.views.eval(x, self.module.net.norm)).float().cpu().numpy()
+
+    def clip_probs(self, image: np.ndarray, starts: Sequence[int]) -> np.ndarray:
+        """Class probabilities ``[n, C]`` of the clips of ``image`` ``[H, W]`` (uint8) starting at ``starts``."""
+        starts = np.asarray(starts, dtype=np.int64)
+        cols = np.arange(self.clip_frames)
+        out = [self.classify(image[:, chunk.reshape(-1, 1) + cols].transpose(1, 0, 2))
+               for chunk in np.array_split(starts, max(1, -(-len(starts) // self.batch_size)))]
+        return np.concatenate(out)
 
     def check_image(self, image: np.ndarray, name: str = "input") -> None:
         if image.ndim != 2 or image.shape[0] != self.spec.height:

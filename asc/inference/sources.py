@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from asc.data.features import FeatureSpec
+from asc.inference.export import OnnxPredictor
 from asc.inference.predictor import ModelError, Predictor
 from asc.tracking.store import TrackingError, TrackingStore
 
@@ -63,7 +64,9 @@ def _model_dir_checkpoint(folder: Path, source: str) -> Path:
 def load_predictor(
     source: str, tracking_uri: str | None = None, expect: FeatureSpec | None = None, device: str = "cpu"
 ) -> Predictor:
-    """A :class:`Predictor` from a checkpoint path, an MLflow run or a registered model."""
+    """A :class:`Predictor` from a checkpoint path, an exported ONNX file, an MLflow run or a registered model."""
+    if source.endswith(".onnx") and Path(source).is_file():
+        return OnnxPredictor(source)
     with tempfile.TemporaryDirectory(prefix="asc-model-") as tmp:
         path = fetch_model(source, Path(tmp), tracking_uri)
         return Predictor.from_checkpoint(path, expect=expect, source=source, device=device)

@@ -136,17 +136,6 @@ def build(s: RunSettings, logger: Any, callbacks: list[Callback], out: Path, che
     images.setup("fit")
     hop = s.features.hop_length / s.features.sample_rate
     views = ViewSpec.for_clip(images.clip_frames, s.window, hop, mask=s.mask, **s.views)
-    module = SceneClassifier(  # the model carries what turns audio into its inputs (see asc.inference)
-        class_names=images.class_names,
-        model=s.network,
-        views=dataclasses.asdict(views),
-        clip={"frames": images.clip_frames, "seconds": s.data.clip_seconds, "pad": s.data.pad},
-        features=dataclasses.asdict(s.features),
-        window=s.window,
-        inputs="embeddings" if s.from_cache else "images",
-        steps_per_call=s.cache.steps_per_call if s.from_cache else 1,
-        **s.training,
-    )
     checkpoint = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/acc", mode="max", save_top_k=1)
     # every epoch, not only the better ones (Lightning's save_last follows the best): a resumed run redoes no epoch
     latest = ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=1, enable_version_counter=False)
@@ -158,6 +147,20 @@ def build(s: RunSettings, logger: Any, callbacks: list[Callback], out: Path, che
         default_root_dir=out,
         enable_progress_bar=s.progress,
         enable_model_summary=False,  # the run logs its parameter counts and FLOPs instead
+    )
+    # Several optimiser steps per Lightning step take several backward passes per DDP forward, and DDP averages the
+    # gradients of the first only: on several devices, one step per call.
+    grouped = s.cache.steps_per_call if s.from_cache and trainer.world_size == 1 else 1
+    module = SceneClassifier(  # the model carries what turns audio into its inputs (see asc.inference)
+        class_names=images.class_names,
+        model=s.network,
+        views=dataclasses.asdict(views),
+        clip={"frames": images.clip_frames, "seconds": s.data.clip_seconds, "pad": s.data.pad},
+        features=dataclasses.asdict(s.features),
+        window=s.window,
+        inputs="embeddings" if s.from_cache else "images",
+        steps_per_call=grouped,
+        **s.training,
     )
     facts = {
         **parameter_counts(module.net),
@@ -195,7 +198,7 @@ def embedding_inputs(s: RunSettings, images: SceneDataModule, module: SceneClass
         device=trainer.strategy.root_device,
     )
     data = EmbeddingData(outputs, {p: bank.labels for p, bank in banks.items()}, s.data.batch_size,
-                         steps_per_call=s.cache.steps_per_call, real=real)
+                         steps_per_call=module.hparams.steps_per_call, real=real)
     return data, int(outputs["train"].shape[1]), int(computed)
 
 

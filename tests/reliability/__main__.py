@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"reliability suite, seed {a.seed}, in {work}\nmachine: {machine()}, load average {load[0]:.2f}", flush=True)
     try:
         for stage in chosen:
-            count = max(1, round(stage.count * a.scale))
+            count = stage.count if stage.fixed else max(1, round(stage.count * a.scale))
             t0 = time.monotonic()
             print(f"\n== {stage.key}: {count} fault(s), at most {stage.seconds / 60:.0f} min", flush=True)
             try:

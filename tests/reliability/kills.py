@@ -257,8 +257,9 @@ def _complete(records) -> bool:
                               for h in {r.config_hash for r in jobs}) and all(p.status == "FINISHED" for p in parents)
 
 
-def _reference(world: World, name: str, extra: tuple[str, ...], marker: str, done=None) -> tuple:
-    """The uninterrupted run: its folder, its seconds from ``marker`` to the end (or to ``done()``), its records."""
+def _reference(world: World, name: str, extra: tuple[str, ...], marker: str, done=None, whole: bool = False) -> tuple:
+    """The uninterrupted run: its folder, its seconds from ``marker`` (``whole``: from its start) to the end (or to
+    ``done()``), its records."""
     from reliability import stores
     from reliability.harness import Launched
 
@@ -272,18 +273,20 @@ def _reference(world: World, name: str, extra: tuple[str, ...], marker: str, don
         time.sleep(0.01)
     fin = job.finish(LIMIT)
     assert fin.returncode == 0, fin.tail()
-    return folder, (end or fin.seconds) - start, stores.runs(folder / "mlflow.db")
+    return folder, (end or fin.seconds) - (0.0 if whole else start), stores.runs(folder / "mlflow.db")
 
 
 def _train_stage(stage: str, work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int,
-                 extra: tuple[str, ...] = (), marker: str = "features:", done=None, check=None) -> list[Outcome]:
-    """Kill ``asc train`` ``extra`` (one run, or a sweep with ``-m``) at ``marker`` + a moment drawn over the
-    uninterrupted command's time after it (or until ``done(folder)``). ``check(folder, reference folder, killed)``
-    adds stage-specific ``(lost, redone)``."""
+                 extra: tuple[str, ...] = (), marker: str = "features:", done=None, check=None,
+                 whole: bool = True) -> list[Outcome]:
+    """Kill ``asc train`` ``extra`` (one run, or a sweep with ``-m``) at a moment drawn uniformly over the
+    uninterrupted command's whole run (``whole``: from its start, as a scheduler's or the OOM killer's kill comes; the
+    outcome says whether the features were loaded by then), or over its time between ``marker`` and its end (or
+    ``done(folder)``). ``check(folder, reference folder, killed)`` adds stage-specific ``(lost, redone)``."""
     from reliability import stores
 
     world = World(work)
-    ref_dir, window, ref_runs = _reference(world, "reference", extra, marker, done)
+    ref_dir, window, ref_runs = _reference(world, "reference", extra, marker, done, whole)
     reference = {r.config_hash: r for r in _jobs(ref_runs)}
     steps_of_epoch = {h: sorted(r.values("val/acc")) for h, r in reference.items()}
     outcomes = []
@@ -300,14 +303,16 @@ def _train_stage(stage: str, work: Path, kills: int, rng: random.Random, budget:
         for _ in range(n):
             since = int(time.time() * 1000)
             fin, alive, when = kill_at(world.command(folder, *extra), folder, env, rng.uniform(0.0, window),
-                                       marker=marker, timeout=LIMIT)
+                                       marker=None if whole else marker, timeout=LIMIT)
+            phase = ("after the features were loaded" if "features:" in fin.output else "while starting") \
+                if whole else f"after {marker!r}"
             records = stores.runs(folder / "mlflow.db", artifacts=False)
             redone = _redone_epochs(records, since, kept, steps_of_epoch) + _features_computed(fin.output)
             bad = stores.checkpoint_problems(folder / "outputs") + stores.checkpoint_problems(folder / "mlartifacts")
             lost, more = check(folder, ref_dir, True) if check else (0, 0)
             kept = _done_epochs(_jobs(records))
             shown = {h[:6]: ("done" if e == 10**9 else e) for h, e in kept.items()}
-            steps.append(Outcome("kill", stage, f"kill at {when:.2f} s" + ("" if alive else " (had ended)"),
+            steps.append(Outcome("kill", stage, f"kill at {when:.2f} s {phase}" + ("" if alive else " (had ended)"),
                                  survived=True, redone=redone + more, lost=len(bad) + lost,
                                  note=f"kept epochs {shown}" + (f"; damaged: {bad}" if bad else "")))
             if _complete(records):  # killed after everything was recorded: nothing to rerun
@@ -365,7 +370,7 @@ def _train_stage(stage: str, work: Path, kills: int, rng: random.Random, budget:
     return outcomes
 
 
-def train(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 2) -> list[Outcome]:
+def train(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 5) -> list[Outcome]:
     """Kill ``asc train`` (6 epochs at most, early stopping after 2 without progress, deterministic) at moments drawn
     over its time after the features are loaded."""
     return _train_stage("train", work, kills, rng, budget, per_case)
@@ -390,21 +395,21 @@ def _embedding_check(folder: Path, ref_dir: Path, killed: bool) -> tuple[int, in
     return lost, 0
 
 
-def sweep(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 2) -> list[Outcome]:
-    """Kill a sweep (``asc train -m seed=0,1,2``: three jobs one after another) at moments drawn over its time after
-    the first job loaded its features."""
+def sweep(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 5) -> list[Outcome]:
+    """Kill a sweep (``asc train -m seed=0,1``: two jobs one after another) at moments drawn over its run."""
     return _train_stage("sweep", work, kills, rng, budget, per_case, SWEEP)
 
 
-#: The sweep: three seeds, 4 epochs at most, no MLflow model (the single-run stage logs one).
-SWEEP = ("-m", "seed=0,1,2", "trainer.max_epochs=4", "logger.log_model=false")
+#: The sweep: two seeds, 3 epochs at most, no MLflow model (the single-run stage logs one).
+SWEEP = ("-m", "seed=0,1", "trainer.max_epochs=3", "logger.log_model=false")
 
 
-def embeddings(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 2) -> list[Outcome]:
+def embeddings(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 5) -> list[Outcome]:
     """Kill ``asc train`` with the embedding cache (a frozen small CNN, 8 positions x 4 masks) while it fills it:
     at moments drawn between the log line that starts the fill and the entry's completion in an uninterrupted run."""
     return _train_stage("embeddings", work, kills, rng, budget, per_case, EMBEDDINGS, marker="embedding cache: computing",
-                        done=lambda f: bool(list(f.glob("cache/embeddings-*/info.json"))), check=_embedding_check)
+                        done=lambda f: bool(list(f.glob("cache/embeddings-*/info.json"))), check=_embedding_check,
+                        whole=False)
 
 
 # -- asc tune ---------------------------------------------------------------------------------------------------------
@@ -438,9 +443,8 @@ def _trials(folder: Path) -> list[tuple[int, str, dict, float | None]]:
     return [(t.number, t.state.name, dict(t.params), t.value) for t in found]
 
 
-def tune(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 2) -> list[Outcome]:
-    """Kill ``asc tune`` (three trials, one seed each, TPE seeded) at moments drawn over its time after the first trial
-    loaded its features. Identical: the completed trials' parameters and values, in order, as an uninterrupted study's;
+def tune(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 5) -> list[Outcome]:
+    """Kill ``asc tune`` (three trials, one seed each, 2 epochs, TPE seeded) at moments drawn over its whole run. Identical: the completed trials' parameters and values, in order, as an uninterrupted study's;
     redone: a configuration that had completed evaluated again."""
     from reliability import stores
 
@@ -450,7 +454,7 @@ def tune(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: i
     (conf / "reliability.yaml").write_text(TUNE_SPACE)
 
     def command(folder: Path) -> list[str]:
-        over = data.run_overrides(folder, world.data, folder / "cache", "trainer.max_epochs=3", "logger.log_model=false")
+        over = data.run_overrides(folder, world.data, folder / "cache", "trainer.max_epochs=2", "logger.log_model=false")
         return asc("tune", *over, f"hydra.searchpath=[file://{work / 'conf'}]", "tune=reliability",
                    f"tune.storage=sqlite:///{folder / 'optuna.db'}")
 
@@ -461,7 +465,7 @@ def tune(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: i
     start = job.wait_for("features:", LIMIT)
     ref = job.finish(LIMIT)
     assert ref.returncode == 0 and start is not None, ref.tail()
-    window = ref.seconds - start
+    window = ref.seconds  # kills drawn over the whole run, as in _train_stage
     reference = [(p, v) for _, state, p, v in sorted(_trials(ref_dir)) if state == "COMPLETE"]
     outcomes = []
     for case, n in enumerate(_chains(kills, per_case)):
@@ -472,12 +476,12 @@ def tune(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: i
         steps: list[Outcome] = []
         for _ in range(n):
             before = [p for _, state, p, _ in _trials(folder) if state == "COMPLETE"]
-            fin, alive, when = kill_at(command(folder), folder, world.env, rng.uniform(0.0, window), marker="features:",
-                                       timeout=LIMIT)
+            fin, alive, when = kill_at(command(folder), folder, world.env, rng.uniform(0.0, window), timeout=LIMIT)
+            phase = "after the features were loaded" if "features:" in fin.output else "while starting"
             now = _trials(folder)
             done = [p for _, state, p, _ in now if state == "COMPLETE"]
             redone = max(0, sum(done.count(p) - 1 for p in before))  # a completed configuration evaluated again
-            steps.append(Outcome("kill", "tune", f"kill at {when:.2f} s" + ("" if alive else " (had ended)"),
+            steps.append(Outcome("kill", "tune", f"kill at {when:.2f} s {phase}" + ("" if alive else " (had ended)"),
                                  survived=True, redone=redone + _features_computed(fin.output),
                                  note=f"{len(done)} trial(s) complete, "
                                       f"{sum(s == 'RUNNING' for _, s, _, _ in now)} running"))

@@ -1,0 +1,217 @@
+"""Faults injected, nothing lost (issue 15): what the reliability suite found, as regular tests, and a small sample of
+each fault family of the suite itself (``make reliability`` runs it at full scale; tests/reliability/)."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asc.files import DamagedFile, DiskFull, atomic_save_checked, load_checked
+
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+
+# -- regular tests of the fixes ---------------------------------------------------------------------------------------
+def test_checked_npy_refuses_any_flipped_bit_or_cut(tmp_path):
+    """Every single-bit flip and every cut of a checked entry is refused (the CRC and the header's size)."""
+    path = tmp_path / "e.npy"
+    image = np.arange(168 * 9, dtype=np.uint8).reshape(168, 9)
+    atomic_save_checked(path, image)
+    good = path.read_bytes()
+    assert np.array_equal(np.load(path), image)  # still an ordinary .npy file
+    assert np.array_equal(load_checked(path), image)
+    for i in range(0, len(good), 7):
+        for bit in (0, 5):
+            damaged = bytearray(good)
+            damaged[i] ^= 1 << bit
+            path.write_bytes(bytes(damaged))
+            with pytest.raises(DamagedFile, match=str(path)):
+                load_checked(path)
+    for cut in (0, 10, 128, len(good) - 21, len(good) - 1):
+        path.write_bytes(good[:cut])
+        with pytest.raises(DamagedFile):
+            load_checked(path)
+
+
+def test_entry_without_checksum_is_checked_for_its_size(tmp_path):
+    path = tmp_path / "old.npy"
+    np.save(path, np.ones((4, 5), np.uint8))
+    assert load_checked(path).shape == (4, 5)
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(DamagedFile, match="bytes where its header declares"):
+        load_checked(path)
+
+
+def test_damaged_feature_entry_is_computed_again(tiny_tau, tmp_path):
+    """A flipped entry is found on reading, computed again from its recording (the same bytes) and counted."""
+    from asc.data.cache import FeatureCache
+    from asc.data.dataset import read_tau
+    from asc.data.features import FeatureSpec
+
+    spec = FeatureSpec(sample_rate=8000, n_bins=168, hop_length=256)
+    df = read_tau(tiny_tau)[:3]
+    files = [tiny_tau / f for f in df["filename"]]
+    cache = FeatureCache(tmp_path, spec)
+    cache.build(files, list(df["filename"]), workers=1, progress=False)
+    entry = cache.entry(files[1], df["filename"].iloc[1])
+    good = entry.read_bytes()
+    entry.write_bytes(good[:200] + bytes([good[200] ^ 1]) + good[201:])
+    images = list(cache.each(files, list(df["filename"])))
+    assert cache.repaired == 1
+    assert entry.read_bytes() == good
+    assert np.array_equal(images[1], load_checked(entry))
+
+
+def test_full_disk_in_a_cache_worker_is_a_clear_error_and_leaves_nothing(tiny_tau, tmp_path, monkeypatch):
+    """ENOSPC while an entry is written: DiskFull naming the cache folder, no entry or temporary file left."""
+    import asc.files
+    from asc.data.cache import FeatureCache
+    from asc.data.dataset import read_tau
+    from asc.data.features import FeatureSpec
+
+    real = asc.files.os.replace
+
+    def full(src, dst):
+        if str(dst).endswith(".npy"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(asc.files.os, "replace", full)
+    spec = FeatureSpec(sample_rate=8000, n_bins=168, hop_length=256)
+    df = read_tau(tiny_tau)[:2]
+    cache = FeatureCache(tmp_path, spec)
+    with pytest.raises(DiskFull, match=rf"{cache.dir}: no space left for .* more needed"):
+        cache.build([tiny_tau / f for f in df["filename"]], list(df["filename"]), workers=1, progress=False)
+    assert not list(cache.dir.rglob("*.npy")) and not list(cache.dir.rglob("*.tmp"))
+
+
+def test_tracking_server_down_at_start_is_said_within_seconds():
+    from asc.tracking.health import TrackingError, check_server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(TrackingError, match=rf"no MLflow tracking server answers at http://127.0.0.1:{port}"):
+        check_server(f"http://127.0.0.1:{port}")
+    assert time.monotonic() - start < 10
+    check_server("sqlite:///nowhere.db")  # local stores pass at once
+
+
+def test_silent_tracking_server_is_said_within_ten_seconds():
+    from asc.tracking.health import TrackingError, check_server
+    from reliability.server import black_hole
+
+    with black_hole() as port:
+        start = time.monotonic()
+        with pytest.raises(TrackingError, match="timed out"):
+            check_server(f"http://127.0.0.1:{port}")
+        assert time.monotonic() - start < 10
+
+
+def test_metrics_journalled_while_the_server_was_away_are_sent_on_resume(tmp_path):
+    """TrackingStore.replay sends what JournalledLogger kept (a line cut short by a kill is skipped) and deletes it."""
+    from mlflow import MlflowClient
+
+    from asc.tracking.store import JOURNAL, TrackingStore
+
+    store = TrackingStore(f"sqlite:///{tmp_path / 'm.db'}")
+    exp = store.experiment("e", str(tmp_path / "art"))
+    run_id = MlflowClient(store.uri).create_run(exp).info.run_id
+    journal = tmp_path / JOURNAL
+    journal.write_text('{"ms": 1000, "step": 3, "metrics": {"val/acc": 0.5, "val/loss": 1.25}}\n{"ms": 10')
+    assert store.replay(run_id, journal) == 2
+    assert not journal.exists()
+    hist = MlflowClient(store.uri).get_metric_history(run_id, "val/loss")
+    assert [(m.step, m.value) for m in hist] == [(3, 1.25)]
+
+
+def test_long_sweep_folder_names_are_shortened_and_distinct():
+    from asc.config import DIRNAME_LIMIT, job_dirname
+
+    short = "mask=0.1,seed=2,window=5"
+    assert job_dirname(short) == short
+    a = job_dirname(",".join(f"model.option_{i}=value_{i}" for i in range(40)))
+    b = job_dirname(",".join(f"model.option_{i}=value_{i}" for i in range(41)))
+    assert len(a.encode()) <= DIRNAME_LIMIT and a.startswith("model.option_0=value_0") and a != b
+
+
+# -- the suite, a few faults of each family ---------------------------------------------------------------------------
+def _check(outcomes, at_least: int = 1):
+    from reliability.harness import failures
+
+    assert len(outcomes) >= at_least
+    bad = failures(outcomes)
+    assert not bad, "\n".join(f"{o.case}: {o.note}" for o in bad)
+
+
+@pytest.fixture
+def seed():
+    from reliability.harness import Budget, seeded
+
+    return lambda key: (seeded(0, key), Budget(300))
+
+
+def test_suite_kill_extract_and_download(tmp_path, seed, monkeypatch):
+    from reliability import kills
+
+    monkeypatch.setattr(kills, "EXTRACT_CLIPS", 16)
+    _check(kills.extract(tmp_path / "x", 2, *seed("kill:extract"), per_case=2), 2)
+    _check(kills.download(tmp_path / "d", 2, *seed("kill:download"), per_case=2), 2)
+
+
+def test_suite_kill_train(tmp_path, seed):
+    from reliability import kills
+
+    _check(kills.train(tmp_path, 1, *seed("kill:train")))
+
+
+def test_suite_disk_full(tmp_path):
+    from reliability import disk
+    from reliability.stages import STAGES
+
+    if disk.namespace()[0] is None:
+        pytest.skip(f"no tmpfs here: {disk.namespace()[1]} (the ENOSPC paths are tested above without one)")
+    (stage,) = [s for s in STAGES if s.key == "disk full:cache"]
+    _check(stage.run(tmp_path, 2, seed=0, seconds=120), 2)
+
+
+def test_suite_server_gone_at_start(tmp_path, seed):
+    from reliability import server
+
+    _check(server.at_start(tmp_path, 2, *seed("server gone:at start")), 2)
+
+
+def test_suite_damaged_audio_and_cache(tmp_path, seed):
+    from reliability import damage
+
+    _check(damage.audio(tmp_path / "a", 40, *seed("damaged bytes:audio")), 40)
+    _check(damage.cache(tmp_path / "c", 3, *seed("damaged cache:entries")), 3)
+
+
+def test_suite_concurrent_extractions(tmp_path, seed):
+    from reliability import concurrency
+
+    _check(concurrency.extract(tmp_path, 1, *seed("concurrency:extract")))
+
+
+def test_suite_untrusted_files(tmp_path, seed):
+    from reliability import untrusted
+
+    _check(untrusted.run_all(tmp_path, 1, *seed("untrusted:files")), 11)
+
+
+def test_table_counts_what_was_not_survived():
+    from reliability.harness import Outcome, table
+
+    text = table([Outcome("kill", "train", "a", survived=True, identical=True),
+                  Outcome("kill", "train", "b", survived=False, identical=False, redone=2, lost=1, tracebacks=1)])
+    assert "| kill | train | 2 | 1 | 1/2 | 2 | 1 | 1 | 0 |" in text

@@ -215,3 +215,84 @@ def test_table_counts_what_was_not_survived():
     text = table([Outcome("kill", "train", "a", survived=True, identical=True),
                   Outcome("kill", "train", "b", survived=False, identical=False, redone=2, lost=1, tracebacks=1)])
     assert "| kill | train | 2 | 1 | 1/2 | 2 | 1 | 1 | 0 |" in text
+
+
+def _study_params(kill_at: int | None, n: int = 5):
+    """Completed trials' parameters of a seeded study of ``n`` trials, one process per trial as after restarts; with
+    ``kill_at`` the trial of that index is abandoned RUNNING first (a kill) and failed by the next process."""
+    import optuna
+    from omegaconf import OmegaConf
+
+    from asc.runs.tune import make_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.InMemoryStorage()
+    spec = OmegaConf.create({"name": "tpe", "seed": 3})
+    done = 0
+    while done < n:
+        study = optuna.create_study(study_name="s", storage=storage, load_if_exists=True, sampler=make_sampler(spec))
+        for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        trial = study.ask()
+        x = trial.suggest_float("x", 0.0, 1.0)
+        if done == kill_at:
+            kill_at = None  # killed once: left RUNNING
+            continue
+        study.tell(trial, x * x)
+        done += 1
+    return [t.params for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))]
+
+
+def test_resumed_study_draws_what_an_uninterrupted_one_draws():
+    """A sampler seeded once per process drew trial 0's parameters again after each restart (the suite's kill:tune)."""
+    straight = _study_params(None)
+    assert len({p["x"] for p in straight}) == 5  # not the same draw each time
+    assert _study_params(kill_at=2) == straight
+
+
+def test_trials_of_a_dead_process_are_failed_at_once(tmp_path):
+    import subprocess
+
+    import optuna
+
+    from asc.runs.tune import PROCESS_ATTR, fail_dead_trials, process_gone, this_process
+    from asc.tracking.store import TrackingStore
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    import socket as _s
+
+    assert process_gone(f"{_s.gethostname()}:{dead.pid}:1") and not process_gone(this_process())
+    assert not process_gone(f"another-host:{dead.pid}:1")  # left to Optuna's heartbeat
+    store = TrackingStore(f"sqlite:///{tmp_path / 'm.db'}")
+    exp = store.experiment("e", str(tmp_path / "art"))
+    parent = store.create_run(exp, "study=s", {})
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    alive, gone = study.ask(), study.ask()
+    alive.set_user_attr(PROCESS_ATTR, this_process())
+    gone.set_user_attr(PROCESS_ATTR, f"{_s.gethostname()}:{dead.pid}:1")
+    mlflow_trial = store.create_run(exp, "trial=1", {"optuna.trial": gone.number}, parent=parent)
+    assert fail_dead_trials(study, store, exp, parent) == [gone.number]
+    assert [t.state.name for t in study.trials] == ["RUNNING", "FAIL"]
+    assert store.get_run(mlflow_trial).info.status == "KILLED"
+
+
+def test_server_gone_while_a_run_records_is_a_clear_error(monkeypatch):
+    """An MLflow call failing because the server went away (here: logging the model) says what is kept and to rerun,
+    instead of MLflow's traceback."""
+    from mlflow.exceptions import MlflowException
+
+    from asc.tracking.health import TrackingError
+    from asc.tracking.store import TrackingStore
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the tests' own store would win (resolve_uri)
+    store = TrackingStore(f"http://127.0.0.1:{port}")
+    with pytest.raises(TrackingError, match=r"stopped answering during run r1 .*the checkpoints are in /x.*rerun the same"):
+        with store.failure_marked("r1", "the checkpoints are in /x"):
+            raise MlflowException("API request to /api/2.0/mlflow/runs/get failed")
+    with pytest.raises(KeyboardInterrupt):  # not a server problem: as before
+        with store.failure_marked("r1"):
+            raise KeyboardInterrupt

@@ -406,7 +406,7 @@ def run(cfg: DictConfig, callbacks: list[Callback] | None = None, parent_run_id:
             folder.mkdir(parents=True, exist_ok=True)
             logger.journal = folder / JOURNAL
         out = output_dir() / s.name if parent_run_id else output_dir()  # nested runs share their process's folder
-        with store.failure_marked(logger.run_id):
+        with store.failure_marked(logger.run_id, f"the checkpoints are in {folder}"):
             if resume_from is None:
                 store.log_params(logger.run_id, leaves(OmegaConf.to_container(cfg, resolve=True)))
                 store.log_text(logger.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")

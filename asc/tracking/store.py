@@ -265,20 +265,33 @@ class TrackingStore:
         self.client.delete_run(run_id)
 
     @contextmanager
-    def failure_marked(self, run_id: str) -> Iterator[None]:
+    def failure_marked(self, run_id: str, kept: str = "") -> Iterator[None]:
         """A run that raises is marked KILLED (Ctrl-C, SIGTERM from a scheduler that preempts or requeues the job --
         Lightning and submitit turn it into ``SystemExit`` -- or a pruned trial) or FAILED, with the error as a tag,
-        so it never stays RUNNING and a resumed sweep reruns it."""
+        so it never stays RUNNING and a resumed sweep reruns it.
+
+        A tracking server that stopped answering (any MLflow call of the run failed, and ``/health`` does not answer)
+        is a :class:`TrackingError` saying what is ``kept`` locally (the run's checkpoints) and to rerun: the run
+        stays RUNNING, and the next run of its config resumes it. (A server killed while the run logged its model
+        ended in MLflow's traceback; the reliability suite found it.)"""
         try:
             yield
         except BaseException as err:
-            if isinstance(err, TrackingError) and self.is_server and unreachable(self.uri):
-                raise  # nobody to tell: the run stays RUNNING, and the next run of its config resumes it
+            if self.is_server and not isinstance(err, (KeyboardInterrupt, SystemExit)):
+                why = unreachable(self.uri)
+                if why is not None and isinstance(err, TrackingError):
+                    raise  # said already (JournalledLogger)
+                if why is not None:
+                    raise TrackingError(
+                        f"the MLflow tracking server at {self.uri} stopped answering during run {run_id} ({why}; "
+                        f"{type(err).__name__}). Nothing is lost{': ' + kept if kept else ''}. When the server answers "
+                        "again, rerun the same command: the run resumes from its last checkpoint"
+                    ) from None
             stopped = isinstance(err, (KeyboardInterrupt, SystemExit)) or type(err).__name__ == "TrialPruned"
             try:
                 self.client.set_tag(run_id, "error", f"{type(err).__name__}: {err}"[:5000])
                 self.end_run(run_id, "KILLED" if stopped else "FAILED")
-            except (MlflowException, OSError) as marking:  # the error itself says more
+            except (MlflowException, OSError, TrackingError) as marking:  # the error itself says more
                 err.add_note(f"(run {run_id} could not be marked {'KILLED' if stopped else 'FAILED'}: {marking})")
             raise
 

@@ -28,6 +28,7 @@ def extract(work: Path, count: int, rng: random.Random, budget: Budget) -> list[
     ref = run(_extract_cmd(src, work / "reference"), work, env, LIMIT)
     assert ref.returncode == 0, ref.tail()
     reference = {k: v for k, (_, v) in snapshot(work / "reference").items() if k.endswith(".npy")}
+    budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
     for case in range(count):
         if budget.spent:
@@ -67,6 +68,7 @@ def sweep(work: Path, count: int, rng: random.Random, budget: Budget) -> list[Ou
     assert ref.returncode == 0, ref.tail()
     reference = {r.config_hash: r for r in _jobs(stores.runs(ref_dir / "mlflow.db", artifacts=False))}
     clips = _features_computed(ref.output)
+    budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
     for case in range(count):
         if budget.spent:

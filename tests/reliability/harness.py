@@ -246,6 +246,10 @@ class Budget:
     def __init__(self, seconds: float) -> None:
         self.seconds, self.start = seconds, time.monotonic()
 
+    def begin(self) -> None:
+        """Start counting now (after the stage's reference run)."""
+        self.start = time.monotonic()
+
     def left(self) -> float:
         return self.seconds - (time.monotonic() - self.start)
 

@@ -56,6 +56,7 @@ def extract(work: Path, kills: int, rng: random.Random, budget: Budget, per_case
     assert ref.returncode == 0, ref.tail()
     reference = {k: v for k, (_, v) in snapshot(work / "reference").items() if k.endswith(".npy")}
     assert len(reference) == EXTRACT_CLIPS
+    budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
     for case, n in enumerate(_chains(kills, per_case)):
         if budget.spent:
@@ -65,6 +66,8 @@ def extract(work: Path, kills: int, rng: random.Random, budget: Budget, per_case
         before: dict[str, tuple[int, bytes]] = {}
         steps = []
         for _ in range(n):
+            if budget.spent and steps:  # out of time: no more kills, but the rerun below still runs
+                break
             at = rng.uniform(0.0, ref.seconds)
             _, alive, when = kill_at(_extract_cmd(src, cache), work, env, at)
             now = {k: v for k, v in snapshot(cache).items() if k.endswith(".npy")}
@@ -117,6 +120,7 @@ def download(work: Path, kills: int, rng: random.Random, budget: Budget, per_cas
     try:
         ref = run(_download_cmd(zenodo.record_url, work / "reference"), work, env, LIMIT)
         assert ref.returncode == 0, ref.tail()
+        budget.begin()  # the time limit counts from the first fault, not the reference run
         outcomes = []
         for case, n in enumerate(_chains(kills, per_case)):
             if budget.spent:
@@ -126,6 +130,8 @@ def download(work: Path, kills: int, rng: random.Random, budget: Budget, per_cas
             steps: list[Outcome] = []
             state: tuple[set[str], dict[str, int]] = (set(), {})  # archives complete, bytes of each .part
             for _ in range(n):
+                if budget.spent and steps:  # out of time: no more kills, but the rerun below still runs
+                    break
                 zenodo.requests.clear()
                 _, alive, when = kill_at(_download_cmd(zenodo.record_url, dest), work, env, rng.uniform(0.0, ref.seconds))
                 if steps:  # what this run fetched that the previous kill had left complete or partly done
@@ -289,6 +295,7 @@ def _train_stage(stage: str, work: Path, kills: int, rng: random.Random, budget:
     ref_dir, window, ref_runs = _reference(world, "reference", extra, marker, done, whole)
     reference = {r.config_hash: r for r in _jobs(ref_runs)}
     steps_of_epoch = {h: sorted(r.values("val/acc")) for h, r in reference.items()}
+    budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
     for case, n in enumerate(_chains(kills, per_case)):
         if budget.spent:
@@ -301,6 +308,8 @@ def _train_stage(stage: str, work: Path, kills: int, rng: random.Random, budget:
         kept: dict[str, int] = {}
         records: list = []
         for _ in range(n):
+            if budget.spent and steps:  # out of time: no more kills, but the rerun below still runs
+                break
             since = int(time.time() * 1000)
             fin, alive, when = kill_at(world.command(folder, *extra), folder, env, rng.uniform(0.0, window),
                                        marker=None if whole else marker, timeout=LIMIT)
@@ -370,7 +379,7 @@ def _train_stage(stage: str, work: Path, kills: int, rng: random.Random, budget:
     return outcomes
 
 
-def train(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 5) -> list[Outcome]:
+def train(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 10) -> list[Outcome]:
     """Kill ``asc train`` (6 epochs at most, early stopping after 2 without progress, deterministic) at moments drawn
     over its time after the features are loaded."""
     return _train_stage("train", work, kills, rng, budget, per_case)
@@ -395,7 +404,7 @@ def _embedding_check(folder: Path, ref_dir: Path, killed: bool) -> tuple[int, in
     return lost, 0
 
 
-def sweep(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 5) -> list[Outcome]:
+def sweep(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 10) -> list[Outcome]:
     """Kill a sweep (``asc train -m seed=0,1``: two jobs one after another) at moments drawn over its run."""
     return _train_stage("sweep", work, kills, rng, budget, per_case, SWEEP)
 
@@ -404,7 +413,7 @@ def sweep(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: 
 SWEEP = ("-m", "seed=0,1", "trainer.max_epochs=3", "logger.log_model=false")
 
 
-def embeddings(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 5) -> list[Outcome]:
+def embeddings(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 10) -> list[Outcome]:
     """Kill ``asc train`` with the embedding cache (a frozen small CNN, 8 positions x 4 masks) while it fills it:
     at moments drawn between the log line that starts the fill and the entry's completion in an uninterrupted run."""
     return _train_stage("embeddings", work, kills, rng, budget, per_case, EMBEDDINGS, marker="embedding cache: computing",
@@ -443,7 +452,7 @@ def _trials(folder: Path) -> list[tuple[int, str, dict, float | None]]:
     return [(t.number, t.state.name, dict(t.params), t.value) for t in found]
 
 
-def tune(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 5) -> list[Outcome]:
+def tune(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 10) -> list[Outcome]:
     """Kill ``asc tune`` (three trials, one seed each, 2 epochs, TPE seeded) at moments drawn over its whole run. Identical: the completed trials' parameters and values, in order, as an uninterrupted study's;
     redone: a configuration that had completed evaluated again."""
     from reliability import stores
@@ -467,6 +476,7 @@ def tune(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: i
     assert ref.returncode == 0 and start is not None, ref.tail()
     window = ref.seconds  # kills drawn over the whole run, as in _train_stage
     reference = [(p, v) for _, state, p, v in sorted(_trials(ref_dir)) if state == "COMPLETE"]
+    budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
     for case, n in enumerate(_chains(kills, per_case)):
         if budget.spent:
@@ -475,6 +485,8 @@ def tune(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: i
         folder = data.fresh(work / f"case{case}", world.store, ref_dir / "cache")
         steps: list[Outcome] = []
         for _ in range(n):
+            if budget.spent and steps:  # out of time: no more kills, but the rerun below still runs
+                break
             before = [p for _, state, p, _ in _trials(folder) if state == "COMPLETE"]
             fin, alive, when = kill_at(command(folder), folder, world.env, rng.uniform(0.0, window), timeout=LIMIT)
             phase = "after the features were loaded" if "features:" in fin.output else "while starting"

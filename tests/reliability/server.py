@@ -160,6 +160,7 @@ def mid_run(work: Path, count: int, rng: random.Random, budget: Budget) -> list[
         assert ref.returncode == 0 and start is not None, ref.tail()
     window = ref.seconds - start
     (reference,) = [r for r in stores.runs(ref_dir / "server.db", artifacts=False) if r.status == "FINISHED"]
+    budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
     for case in range(count):
         if budget.spent:
@@ -177,6 +178,7 @@ def mid_run(work: Path, count: int, rng: random.Random, budget: Budget) -> list[
             if killed:
                 _kill_group(server.proc)
             first = job.finish(LIMIT)
+        (folder / "first.log").write_text(first.output)  # what the user saw (kept with --keep)
         msg = first.output.strip().splitlines()[-1] if first.output.strip() else ""
         o = Outcome("server gone", "mid-run", f"server killed {at:.2f} s after the features were loaded"
                     + ("" if killed else " (the run had ended)"), survived=True, tracebacks=first.tracebacks,
@@ -184,13 +186,18 @@ def mid_run(work: Path, count: int, rng: random.Random, budget: Budget) -> list[
         if killed and first.returncode != 0:
             o.survived = "stopped answering" in first.output and "rerun the same command" in first.output
             o.note = msg[:300]
-        with _server(folder, port):  # back, on the same database and artifacts
-            again = run(cmd, folder, env, LIMIT)
+        if first.returncode == 0:  # it had finished before the server went away: nothing to rerun
+            again = first
+            o.note += "it had finished"
+        else:
+            with _server(folder, port):  # back, on the same database and artifacts
+                again = run(cmd, folder, env, LIMIT)
         runs = _server_runs(folder)
         finished = [r for r in runs if r.status == "FINISHED"]
         o.survived = o.survived and again.returncode == 0 and not again.timed_out and len(finished) == 1
-        o.tracebacks += again.tracebacks
-        o.hangs += int(again.timed_out)
+        if again is not first:
+            o.tracebacks += again.tracebacks
+            o.hangs += int(again.timed_out)
         if len(finished) != 1:
             o.lost += 1
             o.note += f"; {len(finished)} finished runs, statuses {[r.status for r in runs]}"

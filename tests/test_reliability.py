@@ -296,3 +296,18 @@ def test_server_gone_while_a_run_records_is_a_clear_error(monkeypatch):
     with pytest.raises(KeyboardInterrupt):  # not a server problem: as before
         with store.failure_marked("r1"):
             raise KeyboardInterrupt
+
+
+def test_full_disk_before_the_first_entry_says_the_space_needed(tmp_path, monkeypatch):
+    """The cache's spec.json on a full disk: the error names the folder and the space needed (it said only what was
+    free; the suite's disk-full stage found it)."""
+    import asc.data.cache
+    from asc.data.cache import FeatureCache
+    from asc.data.features import FeatureSpec
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(asc.data.cache, "atomic_write_text", full)
+    with pytest.raises(DiskFull, match=rf"{tmp_path}/cqt-\w+: no space left .*more needed, .* free\)\. Free space"):
+        FeatureCache(tmp_path, FeatureSpec())

@@ -64,13 +64,15 @@ class FeatureCache:
         self.dir = Path(root) / f"{spec.kind}-{spec.key()[:12]}"
         self.repaired = 0  # damaged entries found and computed again by this object
         info = self.dir / "spec.json"
+        text = json.dumps(asdict(spec), indent=2)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             if not info.exists():
-                atomic_write_text(info, json.dumps(asdict(spec), indent=2))
+                atomic_write_text(info, text)
         except OSError as err:
-            if no_space(err):
-                raise disk_full(self.dir, "the feature cache", hint=CACHE_HINT) from None
+            if no_space(err):  # the entries will need more: the caller's first write says how much
+                raise disk_full(self.dir, "the feature cache's spec.json", len(text.encode()) + 4096,
+                                hint=CACHE_HINT) from None
             raise
 
     def entry(self, audio: Path, name: str) -> Path:

@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m reliability", description=__doc__.splitlines()[0])
     p.add_argument("--only", nargs="*", default=[], help="stages to run, as family:stage or family (default: all)")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of each stage's fault count (default: 1)")
+    p.add_argument("--minutes", type=float, default=26.0,
+                   help="time for injecting faults over the whole suite (default: 26): each stage gets at most its "
+                        "share of what is left, in proportion to its own limit; reference runs come on top")
     p.add_argument("--seed", type=int, default=0, help="the random seed of every draw (default: 0)")
     p.add_argument("--work", type=Path, help="working folder (default: a temporary folder, removed afterwards)")
     p.add_argument("--keep", action="store_true", help="keep the working folder")
@@ -49,12 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     outcomes: list[harness.Outcome] = []
     print(f"reliability suite, seed {a.seed}, in {work}\nmachine: {machine()}, load average {load[0]:.2f}", flush=True)
     try:
-        for stage in chosen:
+        for i, stage in enumerate(chosen):
             count = stage.count if stage.fixed else max(1, round(stage.count * a.scale))
+            left = a.minutes * 60 - (time.monotonic() - start)
+            share = max(20.0, left * stage.seconds / sum(s.seconds for s in chosen[i:]))
+            seconds = min(stage.seconds, share)
             t0 = time.monotonic()
-            print(f"\n== {stage.key}: {count} fault(s), at most {stage.seconds / 60:.0f} min", flush=True)
+            print(f"\n== {stage.key}: {count} fault(s), at most {seconds:.0f} s of faults", flush=True)
             try:
-                got = stage.run(work / stage.key.replace(":", "-").replace(" ", "_"), count, a.seed, stage.seconds)
+                got = stage.run(work / stage.key.replace(":", "-").replace(" ", "_"), count, a.seed, seconds)
             except Exception:  # noqa: BLE001 - the suite's own failure: reported as a fault not survived, then on
                 got = [harness.Outcome(stage.family, stage.name, "the stage could not run", survived=False,
                                        note=traceback.format_exc()[-3000:])]

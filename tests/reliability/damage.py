@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import re
-import struct
+import shutil
 import time
 from pathlib import Path
 
@@ -241,7 +241,8 @@ def cache(work: Path, count: int, rng: random.Random, budget: Budget) -> list[Ou
         assert ref.returncode == 0, ref.tail()
         (reference,) = stores.runs(ref_dir / "mlflow.db", artifacts=False)
         good = {k: v for k, (_, v) in snapshot(ref_dir / "cache").items() if k.endswith(".npy")}
-        folder = data.fresh(work / f"case-{kind[:3]}", world.store, ref_dir / "cache")
+        folder = data.fresh(work / f"case-{kind[:3]}", world.store)
+        shutil.copytree(ref_dir / "cache", folder / "cache")  # embedding entries too
         pool = sorted(k for k in good if ("embeddings-" in k) == (kind == "embedding cache"))
         chosen = rng.sample(pool, min(n, len(pool)))
         hows = {k: _damage_entry(folder / "cache" / k, rng) for k in chosen}

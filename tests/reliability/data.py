@@ -98,12 +98,13 @@ def empty_store(path: Path) -> Path:
 
 
 def fresh(folder: Path, store: Path | None = None, cache: Path | None = None) -> Path:
-    """An empty case folder, with a copy of the empty store as ``mlflow.db`` and of a filled ``cache``."""
+    """An empty case folder, with a copy of the empty store as ``mlflow.db`` and of a filled feature ``cache``."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     if store is not None:
         shutil.copy(store, folder / "mlflow.db")
     if cache is not None:
-        shutil.copytree(cache, folder / "cache")
+        # the feature entries only: an embedding-cache entry is what the embeddings stage must see computed
+        shutil.copytree(cache, folder / "cache", ignore=shutil.ignore_patterns("embeddings-*", ".embeddings-*"))
     return folder

@@ -311,3 +311,20 @@ def test_full_disk_before_the_first_entry_says_the_space_needed(tmp_path, monkey
     monkeypatch.setattr(asc.data.cache, "atomic_write_text", full)
     with pytest.raises(DiskFull, match=rf"{tmp_path}/cqt-\w+: no space left .*more needed, .* free\)\. Free space"):
         FeatureCache(tmp_path, FeatureSpec())
+
+
+def test_absurd_sample_rate_in_a_header_is_refused_quickly(tmp_path):
+    """A WAV whose header says 1 Hz: an error naming it at once, not hours of audio to resample and transform."""
+    import soundfile as sf
+
+    from asc.data.audio import AudioError, load_mono
+
+    path = tmp_path / "rate.wav"
+    sf.write(path, np.zeros(12000, np.float32), 8000, subtype="PCM_24")
+    data = bytearray(path.read_bytes())
+    data[24:28] = (1).to_bytes(4, "little")  # the fmt chunk's sample rate
+    path.write_bytes(bytes(data))
+    start = time.monotonic()
+    with pytest.raises(AudioError, match=rf"{path}: its header says 1 Hz"):
+        load_mono(path, sr=8000)
+    assert time.monotonic() - start < 5

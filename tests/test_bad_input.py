@@ -161,7 +161,7 @@ def test_recording_shorter_than_a_clip_is_padded_and_counted(tmp_path, pad):
     dm = SceneDataModule(cfg, SPEC, window=0.5, progress=False)
     dm.prepare_data()
     dm.setup("fit")
-    assert dm.counts == {"padded": 1, "cropped": 0, "skipped": 0, "copies": 0} and dm.split_sizes["train"] == 9
+    assert dm.counts == {"padded": 1, "cropped": 0, "skipped": 0, "copies": 0, "repaired": 0} and dm.split_sizes["train"] == 9
     bank = dm.bank("train")
     short = len(bank) - 1  # recordings are in file-name order: short.wav comes last
     image = bank.clips(torch.tensor([short]), torch.tensor([0]))[0].numpy()

@@ -36,7 +36,7 @@ grid: install ## the paper's 27-run grid (experiment=paper_grid); rerun to resum
 report: install ## a sweep next to the paper's table: make report [SWEEP=multirun/<date>/<time>] [RUN=<parent run id> URI=<store>]
 	.venv/bin/asc report $(if $(RUN),--parent-run $(RUN),$(SWEEP)) $(if $(URI),--tracking-uri $(URI))
 
-tune: install ## an Optuna study over the augmentation and head (resumable; ARGS="experiment=demo tune.n_trials=20 ...")
+tune: install ## an Optuna study over the augmentation and head (resumable; ARGS="experiment=demo_small_cnn tune.n_trials=20 ...")
 	.venv/bin/asc tune $(ARGS)
 
 ui: install ## serve the MLflow UI of mlflow.db on http://127.0.0.1:5000 (prints each experiment's training-runs link)

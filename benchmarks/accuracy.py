@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: synthetic set: 3 cities x 3 locations x 3 segments x 10 scenes = 270 clips of 6 s (48 kHz, 24 bit, stereo)
 DATA = [
-    "experiment=demo", "data.synthetic.cities=[lyon,milan,paris]", "data.synthetic.locations_per_city=3",
+    "experiment=demo_small_cnn", "data.synthetic.cities=[lyon,milan,paris]", "data.synthetic.locations_per_city=3",
     "data.synthetic.segments_per_location=3", "data.synthetic.duration=6.0", "window=3.0", "model.image_size=64",
     "progress=false",
 ]

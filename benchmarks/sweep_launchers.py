@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 EXPERIMENT = """# @package _global_
 defaults:
-  - demo
+  - demo_small_cnn
 data:
   synthetic: {{cities: [lyon, milan], locations_per_city: 3, segments_per_location: 2, duration: 4.0, sample_rate: 32000}}
 features: {{sample_rate: 32000, n_bins: 240}}

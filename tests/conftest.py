@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = dict(cities=("lyon", "milan"), locations_per_city=3, segments_per_location=2, duration=4.0)
 #: Hydra overrides that shrink the real config to the tiny set (used by end-to-end tests).
 TINY_OVERRIDES = [
-    "experiment=demo",
+    "experiment=demo_small_cnn",
     "data.synthetic.cities=[lyon,milan]",
     "data.synthetic.locations_per_city=3",
     "data.synthetic.segments_per_location=2",

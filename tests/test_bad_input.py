@@ -152,7 +152,7 @@ def test_recording_shorter_than_a_clip_without_padding(tmp_path, on_error, caplo
 
 
 @pytest.mark.parametrize("pad", ["repeat", "silence"])
-def test_recording_shorter_than_a_clip_is_padded_and_counted(tmp_path, pad):
+def test_recording_shorter_than_a_clip_is_padded_and_counted(tmp_path, pad, caplog):
     from asc.data.datamodule import DataConfig, SceneDataModule
 
     root = _folder_with_a_short_clip(tmp_path / "rec")
@@ -160,8 +160,11 @@ def test_recording_shorter_than_a_clip_is_padded_and_counted(tmp_path, pad):
                      extract_workers=1, batch_size=4, clip_seconds=1.0, pad=pad)
     dm = SceneDataModule(cfg, SPEC, window=0.5, progress=False)
     dm.prepare_data()
-    dm.setup("fit")
+    with caplog.at_level(logging.INFO, logger="asc.data.datamodule"):
+        dm.setup("fit")
     assert dm.counts == {"padded": 1, "cropped": 0, "skipped": 0, "copies": 0, "repaired": 0} and dm.split_sizes["train"] == 9
+    assert (f"1 recording(s) padded (data.pad={pad}), 0 longer ones cut at random in training and covered by several "
+            "clips in evaluation, 0 skipped, 0 byte-identical copies of another file") in caplog.text  # the console line says it all
     bank = dm.bank("train")
     short = len(bank) - 1  # recordings are in file-name order: short.wav comes last
     image = bank.clips(torch.tensor([short]), torch.tensor([0]))[0].numpy()

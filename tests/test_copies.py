@@ -103,6 +103,14 @@ def test_every_split_keeps_copies_in_one_part(planted, split, seed):
         assert any(straddle)
 
 
+def test_copies_are_counted_once_per_extra_file(planted):
+    from asc.data.datamodule import count_copies
+
+    df = read_folder(planted)
+    assert count_copies(df) == 4  # 7 files in 3 groups: 4 of them repeat another (data/copies in MLflow)
+    assert count_copies(df.drop(columns="duplicate_of")) == 0
+
+
 def test_leakage_counts_copies_across_train_and_test():
     df = pd.DataFrame({
         "filename": ["a", "b", "c", "d", "e"], "label": "x",

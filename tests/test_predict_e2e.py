@@ -22,7 +22,7 @@ def test_train_then_predict_from_the_run_and_the_registry(tmp_path, monkeypatch,
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = [
-        "experiment=demo", "data.synthetic.cities=[lyon]", "data.synthetic.locations_per_city=3",
+        "experiment=demo_small_cnn", "data.synthetic.cities=[lyon]", "data.synthetic.locations_per_city=3",
         "data.synthetic.segments_per_location=2", "data.synthetic.duration=3.0", "window=1.0", "mask=0.1",
         "model.image_size=32", "model.channels=[8,16]", "model.hidden=[16]", "trainer.max_epochs=1", "progress=false",
         f"paths.data={tmp_path / 'data'}", f"paths.cache={tmp_path / 'cache'}", f"paths.outputs={tmp_path / 'out'}",

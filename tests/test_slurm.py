@@ -1,6 +1,7 @@
 """The sweep on a real one-node SLURM cluster (munged, slurmctld, slurmd from Debian's slurm-wlm), launched as users
 launch it (`hydra/launcher=slurm`, submitit array jobs): the MLflow parent run, a job that the scheduler kills
-mid-training and requeues running again to the end, the summary, and a rerun that skips the finished jobs.
+mid-training and requeues resuming its run from the last checkpoint to the end, the summary, and a rerun that skips
+the finished jobs.
 
 Two ways a job is stopped in the middle of its training and requeued (:data:`KILLS`): by the scheduler
 (`scontrol requeue`, what SLURM does to a preempted job under PreemptMode=REQUEUE: SIGTERM to the job's processes,
@@ -108,10 +109,11 @@ def test_jobs_killed_and_requeued_mid_training_run_again_to_the_end(sweeps):
                             stderr=subprocess.STDOUT, text=True)
     jobs: dict[str, str] = {}
     try:
-        def in_training() -> bool:  # each job, once a validation accuracy is logged, is stopped as KILLS says
+        def in_training() -> bool:  # each job, once it has a last checkpoint, is stopped as KILLS says
             for r in sweeps.runs():
                 name = r.info.run_name
-                if name in KILLS and name not in jobs and r.info.status == "RUNNING" and "val/acc" in r.data.metrics:
+                checkpointed = (Path(r.data.tags.get("checkpoint_dir", "/nonexistent")) / "last.ckpt").is_file()
+                if name in KILLS and name not in jobs and r.info.status == "RUNNING" and checkpointed:
                     assert r.data.tags["job.slurm_restarts"] == "0"
                     jobs[name] = r.data.tags["job.slurm_id"]
                     sweeps.cluster.run(*KILLS[name], jobs[name])
@@ -138,13 +140,13 @@ def test_jobs_killed_and_requeued_mid_training_run_again_to_the_end(sweeps):
         by_name.setdefault(k.info.run_name, []).append(k)
     assert sorted(by_name) == sorted(KILLS)
     for name, job in jobs.items():
-        killed, again = by_name[name]  # the stopped attempt, then the requeued one
-        assert killed.info.status == "KILLED" and again.info.status == "FINISHED", (name, killed.info, again.info)
-        assert again.data.tags["job.slurm_id"] == job and again.data.tags["job.slurm_restarts"] == "1"
-        assert again.data.tags["config_hash"] == killed.data.tags["config_hash"] and again.data.metrics["test/acc"] >= 0
+        (run,) = by_name[name]  # the requeued job resumed the stopped run from its last checkpoint: one run per job
+        assert run.info.status == "FINISHED" and run.data.tags["resumed"] == "1", (name, run.info, run.data.tags)
+        assert run.data.tags["job.slurm_id"] == job and run.data.tags["job.slurm_restarts"] == "1"
+        assert "error" not in run.data.tags and run.data.metrics["test/acc"] >= 0
     # Lightning stops at the next batch on the scheduler's SIGTERM; submitit exits after requeueing on SIGUSR2
-    assert by_name["window=2,mask=0,seed=0"][0].data.tags["error"].startswith("SIGTERMException")
-    assert by_name["window=1,mask=0,seed=0"][0].data.tags["error"].startswith("SystemExit")
+    assert by_name["window=2,mask=0,seed=0"][0].data.tags["resumed.after"].startswith("SIGTERMException")
+    assert by_name["window=1,mask=0,seed=0"][0].data.tags["resumed.after"].startswith("SystemExit")
     assert f"Requeued job {jobs['window=1,mask=0,seed=0']}" in sweeps.job_logs("first")
     # the summary counts each job once, from its finished run
     assert parent.data.metrics["jobs/finished"] == 2

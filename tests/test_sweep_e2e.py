@@ -137,20 +137,24 @@ def test_rerun_skips_exactly_the_finished_jobs_also_under_joblib(store):
     kids = {k.info.run_name: k for k in store.children(parent.info.run_id)}
     crashed, killed = kids["window=1,mask=0,seed=1"], kids["window=2,mask=0.2,seed=0"]
     client = store.client
-    client.set_terminated(crashed.info.run_id, "FAILED")    # a job that raised
-    client.update_run(killed.info.run_id, status="RUNNING")  # a job whose process was killed
+    client.set_terminated(crashed.info.run_id, "FAILED")    # a job that raised before its first checkpoint
+    (Path(crashed.data.tags["checkpoint_dir"]) / "last.ckpt").unlink()
+    client.update_run(killed.info.run_id, status="RUNNING")  # a job whose process was killed after a checkpoint
 
     out = check(store.sweep("again", *GRID, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"))
     assert len(re.findall(r"already finished in this sweep", out)) == 6, out[-3000:]
     (same,) = store.parents()  # the same sweep: the same parent run, no second one
     assert same.info.run_id == parent.info.run_id and same.info.status == "FINISHED"
     after = store.children(parent.info.run_id)
-    assert len(after) == 10
+    assert len(after) == 9  # the crashed job trained afresh; the killed one continued its own run
     by_name = pd.Series([k.info.run_name for k in after]).value_counts()
-    assert set(by_name[by_name == 2].index) == {crashed.info.run_name, killed.info.run_name}
-    assert client.get_run(killed.info.run_id).info.status == "KILLED"  # marked when the sweep resumed
+    assert set(by_name[by_name == 2].index) == {crashed.info.run_name}
+    assert client.get_run(crashed.info.run_id).info.status == "FAILED"  # kept as it was, beside the new run
+    resumed = client.get_run(killed.info.run_id)
+    assert resumed.info.status == "FINISHED" and resumed.data.tags["resumed"] == "1"
+    assert resumed.data.tags["resumed.after"] == "left KILLED"  # marked KILLED when the sweep resumed
     new = [k for k in after if k.info.run_id not in {c.info.run_id for c in kids.values()}]
-    assert {k.info.status for k in new} == {"FINISHED"}  # trained in joblib workers, nested all the same
+    assert len(new) == 1 and {k.info.status for k in new} == {"FINISHED"}  # trained in a joblib worker, nested
     assert {k.data.tags["mlflow.parentRunId"] for k in new} == {parent.info.run_id}
     assert store.client.get_run(parent.info.run_id).data.metrics["cell/window_1_mask_0/n"] == 2
 

@@ -14,6 +14,7 @@ from asc.data.audio import AudioError
 from asc.data.cache import BATCH_SIZE, FeatureCache
 from asc.data.dataset import DatasetError, add_dataset_arguments, read_folder, read_tau, safe_path
 from asc.files import DiskFull
+from asc.data.features import torch_transform
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,8 +60,6 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{cache.dir}: {report.computed} computed, {report.cached} already cached, {len(report.skipped)} skipped; "
           f"{size / 2**20:.1f} MiB in the cache")
     if report.computed and spec.backend == "torch":
-        from asc.data.features import torch_transform
-
         print(f"{seconds:.1f} s, {rate:.2f} clips/s: decoded on {min(workers, report.computed)} worker(s), transformed "
               f"on {torch_transform(spec, a.device).device} in batches of up to {a.batch_size}")
     elif report.computed:

@@ -1,7 +1,7 @@
 """``asc tune [OVERRIDES]`` (also ``python -m asc tune``): an Optuna study around the paper's setup (see
 :mod:`asc.runs.tune`); takes the same Hydra overrides as ``asc train`` plus ``tune.*``.
 
-    asc tune experiment=demo tune.n_trials=20
+    asc tune experiment=demo_small_cnn tune.n_trials=20
 """
 
 from __future__ import annotations

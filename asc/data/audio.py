@@ -15,6 +15,7 @@ import struct
 import warnings
 from pathlib import Path
 
+import librosa
 import numpy as np
 import soundfile as sf
 
@@ -35,8 +36,6 @@ def wav_truncation(path: str | Path) -> tuple[int, int] | None:
     """``(declared, present)`` bytes of a RIFF/WAVE file's ``data`` chunk when the file is shorter than its
     header says (an interrupted download or unzip), else ``None``. libsndfile silently reads such a file's
     remainder, so this is checked separately. Reads only the chunk headers."""
-    import struct
-
     path = Path(path)
     size = path.stat().st_size
     with open(path, "rb") as f:
@@ -262,8 +261,6 @@ def load_mono(
             raise AudioError(
                 f"{path}: sample rate {file_sr} Hz, expected {sr} Hz (set features.resample=true to resample)"
             )
-        import librosa
-
         y = librosa.resample(y, orig_sr=file_sr, target_sr=sr)
         file_sr = sr
     return np.ascontiguousarray(y, dtype=np.float32), int(file_sr)
@@ -272,8 +269,6 @@ def load_mono(
 def _read_fallback(path: Path, first_error: Exception) -> tuple[np.ndarray, int]:
     """Formats libsndfile does not read: try librosa/audioread before giving up."""
     try:
-        import librosa
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             y, file_sr = librosa.load(path, sr=None, mono=False)

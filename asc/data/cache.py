@@ -27,14 +27,19 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from joblib import Parallel, cpu_count, delayed
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from asc.data.features import FeatureSpec, image_from_file
+from asc.data.audio import AudioError
+from asc.data.features import NOT_FINITE, FeatureSpec, audio_from_file, emphasis, image_from_file, torch_transform
 from asc.files import DamagedFile, atomic_save_checked, atomic_write_text, disk_full, exclusive, load_checked, no_space
 
 log = logging.getLogger(__name__)
@@ -95,8 +100,6 @@ class FeatureCache:
 
     def missing(self, files: Sequence[Path], names: Sequence[str]) -> list[tuple[Path, Path]]:
         """``(audio, entry)`` for every file whose entry is not in the cache."""
-        from asc.data.audio import AudioError
-
         todo = []
         for audio, name in zip(files, names, strict=True):
             if not audio.is_file():
@@ -146,9 +149,6 @@ class FeatureCache:
 
     def _run(self, todo: list[tuple[Path, Path]], workers: int | None, on_error: str, progress: bool,
              report: ExtractReport) -> None:
-        from joblib import Parallel, cpu_count, delayed
-        from tqdm.auto import tqdm
-
         n_jobs = max(1, min(workers or cpu_count(), len(todo)))
         jobs = (delayed(_extract_one)(audio, dst, self.spec) for audio, dst in todo)
         runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1 if n_jobs > 1 else "auto")
@@ -164,23 +164,14 @@ class FeatureCache:
                     log.warning("skipped %s", error)
                     report.skipped.append((str(audio), error))
                 else:
-                    from asc.data.audio import AudioError
-
                     raise AudioError(error)
 
     def _run_batched(self, todo: list[tuple[Path, Path]], workers: int | None, on_error: str, progress: bool,
                      report: ExtractReport, device: str | None, batch_size: int) -> None:
         """``features.backend=torch``: decode on worker processes, transform batches of equally long clips on
         ``device``, write the entries from a few threads."""
-        from concurrent.futures import Future, ThreadPoolExecutor
 
-        import torch
-        from joblib import cpu_count
-        from torch.utils.data import DataLoader
-        from tqdm.auto import tqdm
 
-        from asc.data.audio import AudioError
-        from asc.data.features import NOT_FINITE, torch_transform
 
         if batch_size < 1:
             raise ValueError(f"batch size {batch_size} must be at least 1")
@@ -278,7 +269,6 @@ class FeatureCache:
 
     def widths(self, files: Sequence[Path], names: Sequence[str]) -> np.ndarray:
         """Frames of each file's entry (``-1`` where it has none, or where a damaged one cannot be computed again)."""
-        from asc.data.audio import AudioError
 
         out = np.full(len(files), -1, dtype=np.int64)
         for i, (audio, name) in enumerate(zip(files, names, strict=True)):
@@ -324,8 +314,6 @@ def _restore_threads(threads: int) -> Iterator[None]:
     try:
         yield
     finally:
-        import torch
-
         torch.set_num_threads(threads)
 
 
@@ -362,8 +350,6 @@ class _Decode:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None]:
-        from asc.data.features import audio_from_file, emphasis
-
         audio, spec = self.files[i], self.spec
         try:
             y = audio_from_file(audio, spec)

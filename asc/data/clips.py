@@ -6,9 +6,13 @@ thrown away:
 - **Shorter recordings are padded** (``data.pad``). ``repeat`` (the default for folders of real recordings) tiles
   the image in time until it is a clip long: a short recording of a scene or an animal then fills the clip with its
   own sound, as PANNs and most audio-tagging pipelines pad. ``silence`` pads with silent frames (grey level 0, what
-  a constant frame becomes), which leaves a black band whose width tells the clip's length -- a cue a network can
-  learn instead of the sound (measured in ``experiments/real-audio/README.md``). ``none`` refuses them (TAU: every
-  clip is 10 s, a shorter one is a damaged file).
+  a constant frame becomes). Measured on 875 animal recordings of 0.2-40 s (``experiments/real-audio/README.md``:
+  5 s clips, 2.5 s window, frozen EfficientNet-Lite0, 3 seeds), silence cost 13.5 points of test accuracy against
+  repeat (68.8 +- 0.9 % vs 82.3 +- 1.2 %), all of it on the padded recordings: a window that falls on the padding
+  sees no sound, only the black band, and what the network learns from the band is the recording's length, not
+  its sound -- the 35 test recordings shorter than 1.07 s, whose centre evaluation window holds padding only, were
+  nearly all (33-35 of 35) given "bird", the most common label among short training recordings (41.9 % correct,
+  against 70.5 % with repeat). ``none`` refuses them (TAU: every clip is 10 s, a shorter one is a damaged file).
 - **Longer recordings keep all of their frames.** Training cuts a clip at a uniform random position at every step;
   evaluation covers the recording with the fewest evenly spaced clips (:func:`chunk_starts`) and averages their
   class probabilities.

@@ -29,6 +29,7 @@ from asc.data.clips import PADS, ClipBank, fit_length, fit_report
 from asc.data.dataset import read_folder, read_tau, safe_path
 from asc.data.features import FeatureSpec
 from asc.data.splits import PARTS, check_classes, leakage, make_split
+from asc.data.synth import SynthConfig, generate
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,14 @@ class DataConfig:
             raise ValueError(f"data.pad: {self.pad!r} is not one of {list(PADS)}")
         if self.clip_seconds <= 0:
             raise ValueError(f"data.clip_seconds: {self.clip_seconds} must be positive")
+
+
+def count_copies(df: pd.DataFrame) -> int:
+    """Files that repeat another file byte for byte: a group of ``k`` identical files counts ``k - 1`` (the table's
+    ``duplicate_of`` names each group's first file, that file included)."""
+    if "duplicate_of" not in df:
+        return 0
+    return int((df["duplicate_of"].notna() & (df["duplicate_of"] != df["filename"])).sum())
 
 
 class TensorBatches(Dataset):
@@ -170,8 +179,6 @@ class SceneDataModule(L.LightningDataModule):
         if self._prepared:  # Lightning calls it again for fit and test
             return
         if self.cfg.synthetic is not None and not (self.root / "meta.csv").exists():
-            from asc.data.synth import SynthConfig, generate
-
             settings = dict(self.cfg.synthetic)
             settings["cities"] = tuple(settings.get("cities", SynthConfig.cities))
             generate(self.root, SynthConfig(**settings), progress=self.progress)
@@ -213,12 +220,12 @@ class SceneDataModule(L.LightningDataModule):
         self.skipped = int((~keep).sum())
         df, files, widths = df[keep].reset_index(drop=True), [f for f, k in zip(files, keep, strict=True) if k], widths[keep]
         check_classes(df, df["part"])
-        self.counts = {**fit_report(widths, clip), "skipped": self.skipped,
-                       "copies": int(df["duplicate_of"].notna().sum()) if "duplicate_of" in df else 0}
-        if self.counts["padded"] or self.counts["cropped"]:
+        self.counts = {**fit_report(widths, clip), "skipped": self.skipped, "copies": count_copies(df)}
+        if any(self.counts.values()):  # what was done to the recordings, in one line (also data/* in MLflow)
             log.info("clips of %g s (%d frames): %d recording(s) padded (data.pad=%s), %d longer ones cut at random in "
-                     "training and covered by several clips in evaluation", self.cfg.clip_seconds, clip,
-                     self.counts["padded"], self.cfg.pad, self.counts["cropped"])
+                     "training and covered by several clips in evaluation, %d skipped, %d byte-identical copies of "
+                     "another file kept in its part", self.cfg.clip_seconds, clip, self.counts["padded"], self.cfg.pad,
+                     self.counts["cropped"], self.counts["skipped"], self.counts["copies"])
         self.class_names = sorted(df["label"].unique())
         self.leakage = leakage(df, df["part"])
         self.leakage_val = leakage(df, df["part"], "val")

@@ -31,9 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
+import soundfile as sf
+from tqdm.auto import tqdm
 
 from asc.data.audio import AUDIO_EXTENSIONS
 from asc.data.scenes import CHANNELS, CLIP_SECONDS, SAMPLE_RATE, SCENES, SUBTYPE
+from asc.data.splits import PARTS, leakage, make_split
 
 log = logging.getLogger(__name__)
 
@@ -399,9 +402,6 @@ def read_folder(root: str | Path, csv: str = "labels.csv", check_files: bool = T
 def audio_headers(root: Path, df: pd.DataFrame, progress: bool = True) -> tuple[pd.DataFrame, list[str]]:
     """Header facts of every present file (no samples are read): ``seconds``, ``sample_rate``, ``channels``,
     ``subtype``, aligned with ``df``; plus one message per unreadable header."""
-    import soundfile as sf
-    from tqdm.auto import tqdm
-
     facts, bad = [], []
     for name in tqdm(df["filename"], desc="reading headers", unit="file", disable=not progress):
         path = safe_path(root, name)
@@ -474,8 +474,6 @@ def summary(root: Path, df: pd.DataFrame, layout: Layout, kind: str = "tau", pro
 def split_lines(df: pd.DataFrame, kind: str = "tau", seed: int = 42) -> list[str]:
     """One line per split this dataset supports: its sizes and leakage (share of test clips whose recording
     location, or a byte-identical copy, is also in training)."""
-    from asc.data.splits import PARTS, leakage, make_split
-
     names = ["paper", "grouped"] + (["fold1"] if kind == "tau" else []) + (["given"] if df["given"].notna().any() else [])
     out = []
     for name in names:

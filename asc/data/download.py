@@ -30,8 +30,11 @@ from http.client import HTTPException
 from pathlib import Path
 from urllib.parse import quote
 
-from asc.files import atomic_write_text, free_space, no_space, size_text
+from tqdm.auto import tqdm
+
+from asc.data.dataset import DatasetError, safe_path
 from asc.data.scenes import DEV_DIRNAME
+from asc.files import atomic_write_text, free_space, no_space, size_text
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +167,6 @@ def download_file(
     ``backoff`` x attempt seconds). A complete file whose md5 differs is deleted and fetched once more from
     scratch; if it fails again, :class:`DownloadError`. ``path`` appears only once its md5 is right.
     """
-    from tqdm.auto import tqdm
-
     part = _Part(path.with_name(path.name + ".part"))
     bad_checksums, failures = 0, 0
     bar = tqdm(total=remote.size, desc=remote.key.replace(f"{DEV_DIRNAME}.", ""), unit="B", unit_scale=True,
@@ -245,9 +246,7 @@ def unpack(archive: Path, dest: Path, progress: bool = True) -> int:
     archive without that folder goes into ``dest/DEV_DIRNAME``). Each member is written to a temporary name
     and renamed; members already present with the right size are kept, so an interrupted unpack resumes.
     A member that would land outside ``dest`` is refused. Returns the bytes written."""
-    from tqdm.auto import tqdm
 
-    from asc.data.dataset import DatasetError, safe_path
 
     try:
         z = zipfile.ZipFile(archive)
@@ -330,8 +329,6 @@ def download(
 ) -> Path:
     """Fetch, check and unpack the development set into ``dest``; returns the dataset folder
     ``dest/TAU-urban-acoustic-scenes-2019-development``. Does nothing for archives already done."""
-    from tqdm.auto import tqdm
-
     dest = Path(dest)
     state = dest / STATE
     saved = state / f"record-{record}.json"

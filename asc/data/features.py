@@ -38,11 +38,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import warnings
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Literal
 
+import librosa
 import numpy as np
+import scipy.signal
+import torch
+
+from asc.data.audio import AudioError, load_mono
+from asc.data.features_torch import TORCH_PAD_MODES, ConstantQImages
 
 #: Bump when the computation changes in a way that invalidates cached images.
 #: 2: librosa 0.7's constant-Q transform (padding, resampler, bandwidth) and matplotlib's 8-bit mapping.
@@ -105,8 +113,6 @@ class FeatureSpec:
         if self.backend not in BACKENDS:
             raise ValueError(f"features.backend: {self.backend!r} is not one of {list(BACKENDS)}")
         if self.backend == "torch":
-            from asc.data.features_torch import TORCH_PAD_MODES
-
             if self.kind != "cqt" or self.res_type != RES_TYPE_2019 or self.pad_mode not in TORCH_PAD_MODES:
                 raise ValueError(
                     f"features.backend=torch computes the constant-Q image with res_type={RES_TYPE_2019} and pad_mode "
@@ -137,8 +143,6 @@ class FeatureSpec:
     def libraries(self) -> dict[str, str]:
         """Versions of the libraries whose numbers the images depend on (librosa; resampy or soxr for the CQT;
         torch for ``backend="torch"``)."""
-        from importlib.metadata import version
-
         libs = ["librosa"]
         if self.kind == "cqt":
             libs.append("soxr" if self.res_type.startswith("soxr") else "resampy" if "kaiser" in self.res_type else None)
@@ -191,8 +195,7 @@ def kaiser_fast_2019() -> tuple[np.ndarray, int, float]:
     512 table entries per crossing, Kaiser window with beta 8.555504641634386, roll-off 0.85): the table resampy
     0.2.2 ships as ``data/kaiser_fast.npz``, to 7e-18.
     """
-    import resampy.filters
-    import scipy.signal
+    import resampy.filters  # lazy: resampy compiles with numba on import (0.7 s), only the 2019 resampler needs it
 
     window = functools.partial(scipy.signal.windows.kaiser, beta=8.555504641634386)
     return resampy.filters.sinc_window(num_zeros=16, precision=9, window=window, rolloff=0.85)
@@ -200,7 +203,7 @@ def kaiser_fast_2019() -> tuple[np.ndarray, int, float]:
 
 def _downsample_2019(y: np.ndarray, factor: int) -> np.ndarray:
     """librosa 0.7's ``resample(y, factor, 1, res_type="kaiser_fast", scale=True)`` with resampy 0.2's filter."""
-    import resampy
+    import resampy  # lazy: see kaiser_fast_2019
 
     y_hat = resampy.resample(y, factor, 1, filter=kaiser_fast_2019, axis=-1)
     n = int(np.ceil(y.shape[-1] / factor))
@@ -233,15 +236,15 @@ def _octave(y: np.ndarray, sr: float, hop: int, freqs: np.ndarray, alpha: float,
     Hann-windowed complex filters of length ``sr / (alpha f)``, L1-normalised, applied in the frequency domain to
     the centred STFT (rectangular window) of ``y``, the basis sparsified to 99 % of its energy, the response
     divided by the square root of the filter lengths (``scale=True``)."""
-    import librosa
-
     basis, lengths = librosa.filters.wavelet(freqs=freqs, sr=sr, window="hann", filter_scale=1, pad_fft=True, norm=1,
                                              gamma=0, alpha=np.full(len(freqs), alpha))
     n_fft = basis.shape[1]
     basis *= lengths[:, None] / float(n_fft)
     fft_basis = np.fft.fft(basis, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
     fft_basis = librosa.util.sparsify_rows(fft_basis, quantile=0.01, dtype=np.complex128)  # librosa 0.7's precision
-    D = librosa.stft(y, n_fft=n_fft, hop_length=hop, window="ones", pad_mode=pad_mode, dtype=np.complex64)
+    with warnings.catch_warnings():  # librosa >= 0.10 warns for a clip shorter than a low octave's filter; 0.7 padded
+        warnings.filterwarnings("ignore", message=r"n_fft=\d+ is too large for input signal", category=UserWarning)
+        D = librosa.stft(y, n_fft=n_fft, hop_length=hop, window="ones", pad_mode=pad_mode, dtype=np.complex64)
     return fft_basis.dot(D) / np.sqrt(lengths)[:, None]
 
 
@@ -254,8 +257,6 @@ def constant_q(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     with the same filters in samples, the signal halved in rate (and scaled by sqrt 2) between octaves. Any other
     ``res_type`` goes to the installed ``librosa.cqt`` as it is (complex64).
     """
-    import librosa
-
     alpha = relative_bandwidth(spec)
     if spec.res_type != RES_TYPE_2019:
         r = 2.0 ** (2.0 / spec.bins_per_octave)  # librosa >= 0.10 has Q = filter_scale * (r + 1) / (r - 1)
@@ -295,8 +296,6 @@ def constant_q(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
 def spectrogram_db(y: np.ndarray, spec: FeatureSpec, dtype: type | None = np.float32) -> np.ndarray:
     """dB spectrogram ``[bins, frames]``, row 0 = lowest frequency (``dtype``; None: the transform's own precision,
     float64 for the reference's constant-Q transform)."""
-    import librosa
-
     if spec.emphasis_alpha is not None:
         y = emphasis(y, spec.sample_rate, spec.emphasis_alpha)
     if spec.kind == "cqt":
@@ -358,8 +357,6 @@ def frame_minmax_uint8(S: np.ndarray) -> np.ndarray:
 def torch_transform(spec: FeatureSpec, device: str | None = None):
     """The batched constant-Q image of ``spec`` on ``device`` (default: CUDA if available, else the CPU): an
     :class:`asc.data.features_torch.ConstantQImages` holding the filters this module uses (kept for reuse)."""
-    from asc.data.features_torch import ConstantQImages
-
     if spec.kind != "cqt" or spec.res_type != RES_TYPE_2019:
         raise ValueError(f"the torch transform computes kind=cqt with res_type={RES_TYPE_2019}")
     window, num_table, _ = kaiser_fast_2019()
@@ -376,8 +373,6 @@ def image_from_audio(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     overflows): an image is never made from NaN or infinite values.
     """
     if spec.backend == "torch":
-        import torch
-
         y = emphasis(y, spec.sample_rate, spec.emphasis_alpha) if spec.emphasis_alpha is not None else y
         images, finite = torch_transform(spec)(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None])
         if not bool(finite[0]):
@@ -392,12 +387,8 @@ def image_from_audio(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
 def audio_from_file(path: str | Path, spec: FeatureSpec) -> np.ndarray:
     """Read ``path`` as ``spec`` wants it: mono float32 ``[samples]`` at ``spec.sample_rate`` (AudioError if the file
     cannot be used, or holds less than one hop)."""
-    from asc.data.audio import load_mono
-
     y, _ = load_mono(path, sr=spec.sample_rate, resample=spec.resample, channels=spec.channels)
     if y.size < spec.hop_length:
-        from asc.data.audio import AudioError
-
         raise AudioError(f"{path}: only {y.size} samples, shorter than one hop ({spec.hop_length})")
     return y
 

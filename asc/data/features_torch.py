@@ -36,6 +36,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import librosa
 import numpy as np
 import torch
 
@@ -101,8 +102,6 @@ class ConstantQImages:
 
     def __init__(self, spec: Any, window: np.ndarray, num_table: int, alpha: float, lut: np.ndarray,
                  device: str | torch.device | None = None) -> None:
-        import librosa
-
         if spec.pad_mode not in TORCH_PAD_MODES:
             raise ValueError(f"features.pad_mode={spec.pad_mode!r} is not available with features.backend=torch "
                              f"(use one of {sorted(TORCH_PAD_MODES)}, or backend=librosa)")

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
 
 from asc.data.scenes import CITIES, SCENES
 
@@ -258,9 +260,6 @@ def generate(root: str | Path, cfg: SynthConfig, workers: int | None = None, pro
 
     Returns ``root``. If ``root/meta.csv`` already exists, nothing is done.
     """
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
-
     root = Path(root)
     if (root / "meta.csv").exists():
         return root

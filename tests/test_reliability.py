@@ -328,3 +328,13 @@ def test_absurd_sample_rate_in_a_header_is_refused_quickly(tmp_path):
     with pytest.raises(AudioError, match=rf"{path}: its header says 1 Hz"):
         load_mono(path, sr=8000)
     assert time.monotonic() - start < 5
+
+
+def test_train_and_tune_commands_check_the_server_before_loading_torch():
+    """`asc train` says in seconds that no server answers: its module loads neither torch nor MLflow (asc.config
+    importing the feature code at its top made the silent-server case take 12 s under load; the suite found it)."""
+    import subprocess
+
+    code = "import sys, asc.cli.train, asc.cli.tune; print(sorted({'torch', 'mlflow', 'lightning'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -6,7 +6,7 @@ PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 export UV  # tests build and install the wheel with it (tests/test_wheel.py)
 
-.PHONY: help install demo test test-fast tune ui server clean grid report
+.PHONY: help install demo test test-fast tune ui server clean grid report reliability
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ test: install ## the whole test suite (what CI runs)
 
 test-fast: install ## the fast tests only
 	$(PY) -m pytest -m "not slow"
+
+reliability: install ## faults injected at random (kills, full disk, server gone, damaged bytes, ...), then the table (~30 min; not in `make test`)
+	PYTHONPATH=tests $(PY) -m reliability $(ARGS)
 
 grid: install ## the paper's 27-run grid (experiment=paper_grid); rerun to resume. ARGS="hydra/launcher=joblib ..."
 	$(PY) train.py -m experiment=paper_grid $(ARGS)

@@ -7,18 +7,23 @@ is whichever of the two this installation has.
 Commands that take one config group by name (``asc extract --features mel``, ``asc predict --features``,
 ``asc figures``) read it with :func:`group_settings`; :func:`settings` turns a group into the typed
 settings object the package works with, with an error that names the group and the unknown key.
+
+A sweep job's folder is named after its overrides (``mask=0.1,seed=2,window=5``); :func:`job_dirname` (the resolver
+``asc_dirname`` of ``conf/config.yaml``, registered on import) keeps that name short enough for a file system.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
-from asc.data.features import FeatureSpec
+if TYPE_CHECKING:  # imported when used: it loads torch (3 s), and `asc train` must say in seconds that no server answers
+    from asc.data.features import FeatureSpec
 
 T = TypeVar("T")
 
@@ -30,6 +35,27 @@ def _config_dir() -> Path:
 
 #: The folder holding ``config.yaml`` and the config groups.
 CONFIG_DIR: Path = _config_dir()
+
+#: Bytes of a sweep job's folder name at most (file systems refuse names over 255).
+DIRNAME_LIMIT = 200
+
+
+def job_dirname(overrides: str) -> str:
+    """A sweep job's folder name: its overrides as Hydra joins them, or, beyond :data:`DIRNAME_LIMIT` bytes, the
+    overrides that fit and a hash of all of them (a sweep with many overrides on its command line failed with
+    "File name too long")."""
+    if len(overrides.encode()) <= DIRNAME_LIMIT:
+        return overrides
+    digest = hashlib.sha1(overrides.encode()).hexdigest()[:10]
+    kept = ""
+    for item in overrides.split(","):
+        if len(f"{kept},{item},+{digest}".encode()) > DIRNAME_LIMIT:
+            break
+        kept = f"{kept},{item}" if kept else item
+    return f"{kept},+{digest}" if kept else digest
+
+
+OmegaConf.register_new_resolver("asc_dirname", job_dirname, replace=True)
 
 
 def settings(cls: type[T], cfg: Any, group: str, drop: tuple[str, ...] = ("name",)) -> T:
@@ -70,4 +96,6 @@ def group_settings(group: str, name_or_path: str, overrides: Sequence[str] = ())
 def feature_spec(name: str = "cqt", overrides: Sequence[str] = ()) -> FeatureSpec:
     """The :class:`~asc.data.features.FeatureSpec` of ``features=<name>`` (or of a YAML file), with ``key=value``
     overrides: the same settings -- and so the same cache folder -- a training run uses."""
+    from asc.data.features import FeatureSpec
+
     return settings(FeatureSpec, group_settings("features", name, overrides), "features")

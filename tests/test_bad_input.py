@@ -162,7 +162,7 @@ def test_recording_shorter_than_a_clip_is_padded_and_counted(tmp_path, pad, capl
     dm.prepare_data()
     with caplog.at_level(logging.INFO, logger="asc.data.datamodule"):
         dm.setup("fit")
-    assert dm.counts == {"padded": 1, "cropped": 0, "skipped": 0, "copies": 0} and dm.split_sizes["train"] == 9
+    assert dm.counts == {"padded": 1, "cropped": 0, "skipped": 0, "copies": 0, "repaired": 0} and dm.split_sizes["train"] == 9
     assert (f"1 recording(s) padded (data.pad={pad}), 0 longer ones cut at random in training and covered by several "
             "clips in evaluation, 0 skipped, 0 byte-identical copies of another file") in caplog.text  # the console line says it all
     bank = dm.bank("train")

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import threading
 import time
-import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote
 
 import pytest
 
 from asc.data.dataset import read_tau
 from asc.cli.download import main
 from asc.data.download import DEV_DIRNAME, RECORD, DownloadError, download, parse_record
-
-
-def _zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in files.items():
-            z.writestr(name, data)
-    return buf.getvalue()
+from zenodo import Zenodo
+from zenodo import zip_bytes as _zip
 
 
 @pytest.fixture(scope="module")
@@ -46,74 +33,11 @@ def archives(tmp_path_factory) -> dict[str, bytes]:
     }
 
 
-class Zenodo:
-    """A fake Zenodo: the record JSON at /api/records/<id>, files at /api/records/<id>/files/<key>/content
-    (with HTTP range support). ``drop_once``: files whose first transfer is cut halfway; ``corrupt``: files
-    always served with one byte flipped; ``sizes``: sizes to claim in the JSON."""
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        self.files, self.drop_once, self.corrupt, self.sizes = files, set(), set(), {}
-        self.requests: list[tuple[str, str | None]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # quiet
-                pass
-
-            def do_GET(self) -> None:
-                outer.requests.append((unquote(self.path), self.headers.get("Range")))
-                prefix = f"/api/records/{RECORD}"
-                if self.path == prefix:
-                    return self._send(200, json.dumps(outer.record()).encode(), "application/json")
-                key = unquote(self.path.removeprefix(f"{prefix}/files/").removesuffix("/content"))
-                if key not in outer.files:
-                    return self._send(404, b"not found")
-                data = outer.files[key]
-                if key in outer.corrupt:
-                    data = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
-                start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
-                body = data[start:]
-                self.send_response(206 if start else 200)
-                self.send_header("Content-Length", str(len(body)))
-                if start:
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                self.end_headers()
-                if key in outer.drop_once:  # cut the connection halfway through, once
-                    outer.drop_once.discard(key)
-                    self.wfile.write(body[: len(body) // 2])
-                    self.close_connection = True
-                    return
-                self.wfile.write(body)
-
-            def _send(self, code: int, body: bytes, kind: str = "text/plain") -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def record(self) -> dict:
-        base = f"{self.url}/api/records/{RECORD}/files"
-        return {"id": RECORD, "files": [
-            {"key": k, "size": self.sizes.get(k, len(v)), "checksum": "md5:" + hashlib.md5(v).hexdigest(),
-             "links": {"self": f"{base}/{k}/content"}}
-            for k, v in self.files.items()
-        ]}
-
-    def file_requests(self) -> list[tuple[str, str | None]]:
-        return [r for r in self.requests if "/files/" in r[0]]
-
-
 @pytest.fixture
 def zenodo(archives):
     server = Zenodo(archives)
     yield server
-    server.server.shutdown()
-    server.server.server_close()
+    server.close()
 
 
 def _get(zenodo: Zenodo, dest: Path, **kw) -> Path:
@@ -171,7 +95,7 @@ def test_base_url_and_delete_archives(zenodo, tmp_path):
 
 def test_free_space_is_checked_before_any_file(zenodo, tmp_path):
     zenodo.sizes = {f"{DEV_DIRNAME}.audio.1.zip": 10**16}
-    with pytest.raises(DownloadError, match="need about .* GB, only .* GB free"):
+    with pytest.raises(DownloadError, match="need about .*B, only .*B free"):
         _get(zenodo, tmp_path)
     assert zenodo.file_requests() == []
 

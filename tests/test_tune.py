@@ -52,6 +52,7 @@ def test_study_prunes_resumes_and_is_tracked(tmp_path):
     runs = client.search_runs([exp.experiment_id], max_results=200)
     parents = [r for r in runs if r.data.tags.get("asc.parent") == "study"]
     assert len(parents) == 1  # the resumed study kept its parent run
+    assert parents[0].info.status == "FINISHED"  # ended once the study had its trials, reopened by the resume
     parent = parents[0].info.run_id
     trials = [r for r in runs if "optuna.trial" in r.data.tags]
     assert len(trials) == 4 and all(r.data.tags["mlflow.parentRunId"] == parent for r in trials)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 
 #: Warnings that say nothing a user of asc can act on (each is about the libraries' internals or a choice asc made).
@@ -47,3 +48,9 @@ def quiet() -> None:
     for pattern in NOISE:
         warnings.filterwarnings("ignore", message=pattern)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def fail(command: str, err: BaseException) -> None:
+    """Print an error that says what to do (no tracking server, no disk space) as one message; stop with status 1."""
+    print(f"asc {command}: {err}", file=sys.stderr, flush=True)
+    raise SystemExit(1) from None

@@ -13,6 +13,7 @@ from asc.config import feature_spec
 from asc.data.audio import AudioError
 from asc.data.cache import BATCH_SIZE, FeatureCache
 from asc.data.dataset import DatasetError, add_dataset_arguments, read_folder, read_tau, safe_path
+from asc.files import DiskFull
 from asc.data.features import torch_transform
 
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         report = cache.build(files, list(df["filename"]), workers, a.on_error, progress=not a.no_progress,
                              device=a.device, batch_size=a.batch_size)
-    except (AudioError, DatasetError, ValueError) as err:
+    except (AudioError, DatasetError, ValueError, DiskFull) as err:
         print(f"asc extract: {err}", file=sys.stderr)
         raise SystemExit(1) from None
     seconds = time.perf_counter() - start

@@ -2,6 +2,9 @@
 
     asc train experiment=demo
     asc train -m window=3,5,7 mask=0,0.1,0.2 seed=0,1,2
+
+A tracking server that does not answer is said in seconds, before torch and MLflow are loaded; errors that say what
+to do (no server, no disk space) are printed as one message, without a traceback.
 """
 
 from __future__ import annotations
@@ -11,15 +14,26 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from asc.cli.console import quiet
+from asc.cli.console import fail, quiet
 from asc.config import CONFIG_DIR
-from asc.runs.train import COMMAND_PREFIX, run, summary
+from asc.files import DiskFull
+from asc.tracking.health import TrackingError, check_server, resolve_uri
+
+#: The arguments before the overrides that start a run again (see asc.runs.train.ddp_command).
+_PREFIX: list[str] = []
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def train(cfg: DictConfig) -> float:
     quiet()
-    result = run(cfg)
+    try:
+        check_server(resolve_uri(cfg.logger.tracking_uri))
+        from asc.runs.train import COMMAND_PREFIX, run, summary
+
+        COMMAND_PREFIX[:] = _PREFIX
+        result = run(cfg)
+    except (TrackingError, DiskFull) as err:
+        fail("train", err)
     if not result.get("worker"):  # the other processes of a multi-device run have nothing of their own to say
         print("\n" + summary(result), flush=True)
     return result["val/acc"]
@@ -28,5 +42,5 @@ def train(cfg: DictConfig) -> float:
 def main(argv: list[str] | None = None) -> None:
     if argv is not None:  # `asc train ARGS`: Hydra reads its arguments from sys.argv
         sys.argv = [sys.argv[0], *argv]
-        COMMAND_PREFIX[:] = ["train"]  # what starts a run again (several devices: asc.runs.train.ddp_command)
+        _PREFIX[:] = ["train"]  # what starts a run again (several devices: asc.runs.train.ddp_command)
     train()

@@ -11,15 +11,22 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from asc.cli.console import quiet
+from asc.cli.console import fail, quiet
 from asc.config import CONFIG_DIR
-from asc.runs.tune import tune
+from asc.files import DiskFull
+from asc.tracking.health import TrackingError, check_server, resolve_uri
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="tune")
 def study(cfg: DictConfig) -> None:
     quiet()
-    result = tune(cfg)
+    try:
+        check_server(resolve_uri(cfg.logger.tracking_uri))
+        from asc.runs.tune import tune
+
+        result = tune(cfg)
+    except (TrackingError, DiskFull) as err:
+        fail("tune", err)
     if any(t.value is not None for t in result.trials):
         print(f"study {result.study_name}: {len(result.trials)} trial(s); best #{result.best_trial.number}: "
               f"mean val accuracy {result.best_value:.3f} with {result.best_params}")

@@ -185,6 +185,11 @@ def wav_format_tag(path: str | Path) -> int | None:
     return None
 
 
+#: Lowest sample rate accepted (Hz): scenes are recorded at 8 kHz and above. A damaged WAV header that said 1 Hz made
+#: 36 KB of samples a 3.3-hour recording, resampled and transformed for minutes (the reliability suite found it).
+MIN_SAMPLE_RATE = 4000
+
+
 def load_mono(
     path: str | Path, sr: int | None = None, resample: bool = True, channels: int | None = None
 ) -> tuple[np.ndarray, int]:
@@ -237,6 +242,12 @@ def load_mono(
         raise AudioError(f"{path}: cannot read audio ({err})") from err
     if data.size == 0:
         raise AudioError(f"{path}: the file holds no samples")
+    if file_sr < MIN_SAMPLE_RATE:
+        raise AudioError(
+            f"{path}: its header says {file_sr} Hz, below the {MIN_SAMPLE_RATE} Hz of any recording this project "
+            f"reads (a damaged header? {data.shape[0]} samples would last {data.shape[0] / max(file_sr, 1):.0f} s); "
+            "replace the file"
+        )
     if channels is not None and data.shape[1] != channels:
         raise AudioError(
             f"{path}: {data.shape[1]} channel(s), expected {channels} (set features.channels=null to accept "

@@ -9,6 +9,11 @@ Builders of one cache folder also take turns (a ``filelock`` on ``.build.lock``)
 waits, then finds the entries the first computed, so a sweep's parallel jobs do not all extract the same
 clips. Temporary files a killed job left behind are removed once they are an hour old.
 
+Entries are checked ``.npy`` files (:func:`asc.files.atomic_save_checked`: the image and a CRC-32 of its bytes).
+Every read checks them (:meth:`FeatureCache.read`): an entry whose bytes changed or that was cut short is deleted,
+computed again from its recording and counted (``repaired``), never trained on. Entries written before they carried
+a checksum are checked for an intact header and size only.
+
 With ``features.backend=torch`` the entries are the same files, made another way: worker processes decode the
 clips (and apply the emphasis filter), this process stacks equally long clips into batches and computes their
 images at once on the device (CUDA if available, else the CPU; :mod:`asc.data.features_torch`), and a few threads
@@ -35,12 +40,14 @@ from tqdm.auto import tqdm
 
 from asc.data.audio import AudioError
 from asc.data.features import NOT_FINITE, FeatureSpec, audio_from_file, emphasis, image_from_file, torch_transform
-from asc.files import atomic_save_npy, atomic_write_text, exclusive
+from asc.files import DamagedFile, atomic_save_checked, atomic_write_text, disk_full, exclusive, load_checked, no_space
 
 log = logging.getLogger(__name__)
 
 #: A temporary entry older than this (seconds) belongs to a killed job and is removed.
 STALE_SECONDS = 3600.0
+#: What to do when the cache's disk is full.
+CACHE_HINT = " or choose another cache folder (--cache, paths.cache)"
 #: Clips per batch of the torch backend's transform.
 BATCH_SIZE = 32
 
@@ -60,10 +67,18 @@ class FeatureCache:
     def __init__(self, root: str | Path, spec: FeatureSpec) -> None:
         self.spec = spec
         self.dir = Path(root) / f"{spec.kind}-{spec.key()[:12]}"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.repaired = 0  # damaged entries found and computed again by this object
         info = self.dir / "spec.json"
-        if not info.exists():
-            atomic_write_text(info, json.dumps(asdict(spec), indent=2))
+        text = json.dumps(asdict(spec), indent=2)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            if not info.exists():
+                atomic_write_text(info, text)
+        except OSError as err:
+            if no_space(err):  # the entries will need more: the caller's first write says how much
+                raise disk_full(self.dir, "the feature cache's spec.json", len(text.encode()) + 4096,
+                                hint=CACHE_HINT) from None
+            raise
 
     def entry(self, audio: Path, name: str) -> Path:
         """Cache file for the audio file ``audio`` known in its dataset as ``name``."""
@@ -141,6 +156,8 @@ class FeatureCache:
         with bar:
             for audio, error in runner(jobs):
                 bar.update()
+                if isinstance(error, int):  # no space for the entry (its size): nothing was left under its name
+                    raise self._full(len(todo) - report.computed - len(report.skipped), error)
                 if error is None:
                     report.computed += 1
                 elif on_error == "skip":
@@ -165,6 +182,7 @@ class FeatureCache:
         clips = iter(loader)  # the decoding processes start here, before the device is touched
         transform = torch_transform(self.spec, device)
         pending: dict[int, list[tuple[int, torch.Tensor]]] = {}  # clips waiting for a batch, by length
+        entry_bytes = [0]  # size of the last entry written
         writes: list[Future] = []
 
         def failed(audio: Path, error: str) -> None:
@@ -192,11 +210,17 @@ class FeatureCache:
                 if isinstance(ok, str) or not ok:
                     failed(audio, ok if isinstance(ok, str) else f"{audio}: {NOT_FINITE}")
                     continue
-                writes.append(writer.submit(atomic_save_npy, dst, image))
+                entry_bytes[0] = image.nbytes + 148  # header and checksum
+                writes.append(writer.submit(atomic_save_checked, dst, image))
                 report.computed += 1
                 bar.update()
             while len(writes) > 4 * batch_size:  # bounded: wait for the oldest writes
-                writes.pop(0).result()
+                try:
+                    writes.pop(0).result()
+                except OSError as err:
+                    if no_space(err):
+                        raise self._full(len(todo) - report.computed + len(writes), entry_bytes[0]) from None
+                    raise
 
         bar = tqdm(total=len(todo), desc=f"{self.spec.kind} spectrograms ({transform.device.type})", unit="clip",
                    disable=not progress)
@@ -217,17 +241,42 @@ class FeatureCache:
                     flush(max(pending, key=lambda n: len(pending[n])))
             for length in list(pending):
                 flush(length)
-            for w in writes:
-                w.result()
+            try:
+                for w in writes:
+                    w.result()
+            except OSError as err:
+                if no_space(err):
+                    raise self._full(len(todo) - report.computed + len(writes), entry_bytes[0]) from None
+                raise
+
+    def _full(self, remaining: int, entry_bytes: int):
+        """The :class:`asc.files.DiskFull` error of this cache, ``remaining`` entries of about ``entry_bytes`` to go."""
+        return disk_full(self.dir, f"{remaining} more feature cache entries", remaining * entry_bytes, CACHE_HINT)
+
+    def read(self, audio: Path, name: str) -> np.ndarray:
+        """The checked entry of ``audio`` (uint8 ``[height, frames]``); a damaged one is deleted, computed again from
+        ``audio`` (errors name it) and counted in ``repaired``. ``FileNotFoundError`` if it has none."""
+        path = self.entry(audio, name)
+        try:
+            return load_checked(path)
+        except DamagedFile as err:
+            log.warning("%s; computing it again from %s", err, audio)
+        path.unlink(missing_ok=True)
+        image = image_from_file(audio, self.spec)
+        atomic_save_checked(path, image)
+        self.repaired += 1
+        return image
 
     def widths(self, files: Sequence[Path], names: Sequence[str]) -> np.ndarray:
-        """Frames of each file's entry (``-1`` where it has none), read from the ``.npy`` headers only."""
+        """Frames of each file's entry (``-1`` where it has none, or where a damaged one cannot be computed again)."""
+
         out = np.full(len(files), -1, dtype=np.int64)
         for i, (audio, name) in enumerate(zip(files, names, strict=True)):
             try:
-                out[i] = np.load(self.entry(audio, name), mmap_mode="r").shape[1]
-            except FileNotFoundError:
-                pass
+                out[i] = self.read(audio, name).shape[1]
+            except (FileNotFoundError, AudioError, ValueError) as err:
+                if not isinstance(err, FileNotFoundError):
+                    log.warning("%s", _message(audio, err))
         return out
 
     def load(self, files: Sequence[Path], names: Sequence[str], width: int | None = None,
@@ -247,7 +296,7 @@ class FeatureCache:
         out = np.empty((len(files), self.spec.height, width), dtype=np.uint8)
         pairs = tqdm(list(zip(files, names, strict=True)), desc="loading cache", unit="clip", disable=not progress)
         for i, (audio, name) in enumerate(pairs):
-            image = np.load(self.entry(audio, name))
+            image = self.read(audio, name)
             if image.shape[1] < width:
                 raise ValueError(f"{audio}: {image.shape[1]} frames, fewer than the {width} asked for")
             out[i] = image[:, :width]
@@ -257,7 +306,7 @@ class FeatureCache:
              desc: str = "loading cache") -> Iterator[np.ndarray]:
         """The entries of ``files`` one by one, each at its own length ``[height, frames]``."""
         for audio, name in tqdm(list(zip(files, names, strict=True)), desc=desc, unit="clip", disable=not progress):
-            yield np.load(self.entry(audio, name))
+            yield self.read(audio, name)
 
 
 @contextmanager
@@ -273,13 +322,19 @@ def _message(audio: Path, err: Exception) -> str:
     return msg if str(audio) in msg else f"{audio}: {msg}"
 
 
-def _extract_one(audio: Path, dst: Path, spec: FeatureSpec) -> tuple[Path, str | None]:
-    """Worker: compute one image and write it atomically. Returns ``(audio, error message or None)``."""
+def _extract_one(audio: Path, dst: Path, spec: FeatureSpec) -> tuple[Path, str | int | None]:
+    """Worker: compute one image and write it atomically. Returns ``(audio, None)``, ``(audio, error message)``, or
+    ``(audio, bytes of the entry)`` when the disk is full (the temporary file is removed, nothing is left)."""
     try:
         image = image_from_file(audio, spec)
     except Exception as err:  # noqa: BLE001 - reported per file; the caller decides to raise or skip
         return audio, _message(audio, err)
-    atomic_save_npy(dst, image)
+    try:
+        atomic_save_checked(dst, image)
+    except OSError as err:
+        if no_space(err):
+            return audio, image.nbytes + 148  # header and checksum
+        raise
     return audio, None
 
 

@@ -239,6 +239,9 @@ class SceneDataModule(L.LightningDataModule):
             self.split_sizes[part] = len(rows)
         log.info("split %s: %s, leakage %.3f (validation %.3f)", self.cfg.split, self.split_sizes, self.leakage,
                  self.leakage_val)
+        self.counts["repaired"] = cache.repaired  # damaged cache entries found and computed again
+        if cache.repaired:
+            log.warning("%d damaged cache entr%s computed again", cache.repaired, "y was" if cache.repaired == 1 else "ies were")
 
     def _device(self) -> torch.device:
         """Where the tensors live: the trainer's device with ``data.on_device``, else the CPU."""

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from asc.data.dataset import DatasetError, safe_path
 from asc.data.scenes import DEV_DIRNAME
-from asc.files import atomic_write_text
+from asc.files import atomic_write_text, free_space, no_space, size_text
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,13 @@ def download_file(
                         raise DownloadError(f"{remote.url}: HTTP {err.code} ({err.reason})") from err
                     problem = f"HTTP {err.code}"
                 except (urllib.error.URLError, HTTPException, OSError, TimeoutError) as err:
+                    if no_space(err):  # not the connection: retrying cannot help
+                        have = part.sync(remote.size)
+                        raise DownloadError(
+                            f"{path.parent}: no space left for {remote.key} ({size_text(remote.size - have)} more "
+                            f"needed, {size_text(free_space(path.parent))} free). Free space there or choose another "
+                            f"folder, then rerun: the {size_text(have)} in {part.path.name} are kept and resumed"
+                        ) from None
                     problem = str(getattr(err, "reason", err)) or type(err).__name__
                 if problem is not None:
                     failures += 1
@@ -252,7 +259,8 @@ def unpack(archive: Path, dest: Path, progress: bool = True) -> int:
         need = sum(m.file_size for m in members)
         free = shutil.disk_usage(_existing(dest)).free
         if need > free:
-            raise DownloadError(f"{archive}: unpacking needs {_gb(need)}, {dest} has {_gb(free)} free")
+            raise DownloadError(f"{archive}: unpacking needs {size_text(need)}, {dest} has {size_text(free)} free. "
+                                "Free space there, then rerun")
         written = 0
         bar = tqdm(total=need, desc=f"unpacking {archive.name.replace(f'{DEV_DIRNAME}.', '')}", unit="B",
                    unit_scale=True, unit_divisor=1024, leave=False, disable=not progress, position=1)
@@ -276,6 +284,15 @@ def unpack(archive: Path, dest: Path, progress: bool = True) -> int:
                 except zipfile.BadZipFile as err:
                     tmp.unlink(missing_ok=True)
                     raise DownloadError(f"{archive}: member {m.filename} is damaged ({err}); delete the archive and rerun") from err
+                except OSError as err:
+                    tmp.unlink(missing_ok=True)
+                    if not no_space(err):
+                        raise
+                    raise DownloadError(
+                        f"{target}: no space left to unpack {archive.name} ({size_text(need - written)} more needed, "
+                        f"{size_text(free_space(target))} free). Free space there, then rerun: the members unpacked "
+                        "so far are kept"
+                    ) from None
                 except BaseException:
                     tmp.unlink(missing_ok=True)
                     raise
@@ -287,10 +304,6 @@ def _existing(path: Path) -> Path:
     while not path.exists():
         path = path.parent
     return path
-
-
-def _gb(n: float) -> str:
-    return f"{n / 1e9:.2f} GB"
 
 
 def space_needed(todo: Sequence[RemoteFile], have: dict[str, int], delete_archives: bool) -> int:
@@ -345,11 +358,12 @@ def download(
     free = shutil.disk_usage(_existing(dest)).free
     if check_space and need > free:
         raise DownloadError(
-            f"{dest}: {len(todo)} archive(s) to fetch and unpack need about {_gb(need)}, only {_gb(free)} free. "
+            f"{dest}: {len(todo)} archive(s) to fetch and unpack need about {size_text(need)}, only {size_text(free)} free. "
             "Free space, choose another folder, or pass --delete-archives to keep only one archive at a time"
         )
     dest.mkdir(parents=True, exist_ok=True)
-    log.info("%d of %d archive(s) to do, about %s of disk needed, %s free", len(todo), len(files), _gb(need), _gb(free))
+    log.info("%d of %d archive(s) to do, about %s of disk needed, %s free", len(todo), len(files), size_text(need),
+             size_text(free))
     remaining = sum(f.size for f in todo)
     overall = tqdm(total=remaining, initial=0, desc=f"record {record}", unit="B", unit_scale=True,
                    unit_divisor=1024, disable=not progress, position=0)
@@ -368,8 +382,7 @@ def download(
                 overall.update(f.size)
             overall.set_postfix_str(f"unpacking {f.key.replace(f'{DEV_DIRNAME}.', '')}")
             unpack(archive, dest, progress)
-            marker = state / f"{f.key}.done"
-            marker.write_text(f.md5 + "\n")
+            atomic_write_text(state / f"{f.key}.done", f.md5 + "\n")
             if delete_archives:
                 archive.unlink()
             overall.set_postfix_str("")

@@ -17,7 +17,9 @@ Layout: ``<cache_dir>/embeddings-<key>/{train,val,test}.npy`` (``[clips, views, 
 and ``info.json``, which is written last. The key hashes everything that changes the numbers: the
 spectrogram settings, the backbone and a hash of its weights, image size, window, crop and band rules, positions,
 masks, the mask fraction, the evaluation windows, the compute precision, and the exact inputs (a hash of every part's
-spectrogram images, in order). Every file is written to a temporary name and renamed. Jobs that need the same
+spectrogram images, in order). Every file is written to a temporary name and renamed, the arrays as checked ``.npy``
+files (a CRC-32 of their bytes, :func:`asc.files.atomic_save_checked`): an entry whose bytes changed or that was cut
+short is found when it is loaded, deleted and computed again, never trained on. Jobs that need the same
 entry at once (the seeds of a sweep cell under joblib) take turns on ``.embeddings-<key>.lock``: the first
 computes it, the others wait and load it.
 
@@ -44,7 +46,7 @@ from torch import nn
 from asc.data import augment
 from asc.data.augment import ViewSpec
 from asc.data.clips import ClipBank
-from asc.files import atomic_save_npy, atomic_write_text, exclusive
+from asc.files import DamagedFile, atomic_save_checked, atomic_write_text, exclusive, load_checked
 
 log = logging.getLogger(__name__)
 
@@ -213,13 +215,19 @@ class EmbeddingCache:
 
     def load(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """``({part: [recordings, views, D]}, {val/test: which views are real [recordings, views]})`` (CPU tensors,
-        the outputs in the stored dtype)."""
-        info = json.loads((self.dir / "info.json").read_text())
+        the outputs in the stored dtype). :class:`asc.files.DamagedFile` if a file's bytes are not the ones written."""
+        try:
+            info = json.loads((self.dir / "info.json").read_text())
+            dtype, shapes = info["dtype"], info["shapes"]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+            raise DamagedFile(f"{self.dir / 'info.json'}: damaged ({err})") from err
         out = {}
         for part in self.PARTS:
-            t = torch.from_numpy(np.load(self.dir / f"{part}.npy"))
-            out[part] = t.view(_DTYPES[info["dtype"]]) if info["dtype"] == "bfloat16" else t
-        real = {part: torch.from_numpy(np.load(self.dir / f"{part}_real.npy")) for part in self.EVAL}
+            t = torch.from_numpy(load_checked(self.dir / f"{part}.npy"))
+            if list(t.shape) != shapes.get(part):
+                raise DamagedFile(f"{self.dir / f'{part}.npy'}: shape {list(t.shape)}, info.json says {shapes.get(part)}")
+            out[part] = t.view(_DTYPES[dtype]) if dtype == "bfloat16" else t
+        real = {part: torch.from_numpy(load_checked(self.dir / f"{part}_real.npy")) for part in self.EVAL}
         return out, real
 
     def save(self, banks: Mapping[str, torch.Tensor], real: Mapping[str, torch.Tensor], dtype: str) -> None:
@@ -228,11 +236,17 @@ class EmbeddingCache:
         for part in self.PARTS:
             t = banks[part].contiguous()
             arr = t.view(torch.int16).numpy() if t.dtype == torch.bfloat16 else t.numpy()  # numpy has no bfloat16
-            atomic_save_npy(self.dir / f"{part}.npy", arr)
+            atomic_save_checked(self.dir / f"{part}.npy", arr)
         for part in self.EVAL:
-            atomic_save_npy(self.dir / f"{part}_real.npy", real[part].cpu().numpy())
+            atomic_save_checked(self.dir / f"{part}_real.npy", real[part].cpu().numpy())
         info = {"dtype": dtype, "shapes": {p: list(banks[p].shape) for p in self.PARTS}, "key": self.fields}
         atomic_write_text(self.dir / "info.json", json.dumps(info, indent=2, default=str))
+
+    def discard(self) -> None:
+        """Delete the entry (``info.json`` first: it is incomplete from the first deletion on)."""
+        (self.dir / "info.json").unlink(missing_ok=True)
+        for f in self.dir.glob("*.npy"):
+            f.unlink(missing_ok=True)
 
 
 def build_or_load(
@@ -273,16 +287,26 @@ def build_or_load(
         "images": images_digest({p: banks[p] for p in EmbeddingCache.PARTS}),
     }
     cache = EmbeddingCache(root, fields)
-    if not cache.complete():
-        # jobs of one sweep cell (its seeds) share the entry: the first computes it, the others wait and load it
-        Path(root).mkdir(parents=True, exist_ok=True)
-        with exclusive(Path(root) / f".{cache.dir.name}.lock", f"{cache.dir}: another job is computing it; waiting"):
-            if not cache.complete():
-                outputs, real = _compute(net, banks, cfg, views, cache, precision=precision, device=device)
-                cache.save(outputs, real, cfg.dtype)
-                return outputs, real, cache, True
-    log.info("embedding cache: using %s", cache.dir)
-    return (*cache.load(), cache, False)
+    if cache.complete():
+        try:
+            loaded = cache.load()
+            log.info("embedding cache: using %s", cache.dir)
+            return (*loaded, cache, False)
+        except DamagedFile as err:
+            log.warning("embedding cache: %s; computing it again", err)
+    # jobs of one sweep cell (its seeds) share the entry: the first computes it, the others wait and load it
+    Path(root).mkdir(parents=True, exist_ok=True)
+    with exclusive(Path(root) / f".{cache.dir.name}.lock", f"{cache.dir}: another job is computing it; waiting"):
+        if cache.complete():
+            try:
+                loaded = cache.load()
+                log.info("embedding cache: using %s", cache.dir)
+                return (*loaded, cache, False)
+            except DamagedFile:
+                cache.discard()
+        outputs, real = _compute(net, banks, cfg, views, cache, precision=precision, device=device)
+        cache.save(outputs, real, cfg.dtype)
+        return outputs, real, cache, True
 
 
 def _compute(

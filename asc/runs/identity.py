@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -86,6 +87,15 @@ def config_hash(cfg: DictConfig | Mapping[str, Any], drop: Iterable[str] = ()) -
     ``drop=("seed",)`` gives the identity of its grid cell (the runs that are averaged together).
     """
     return digest(scientific(cfg, drop))
+
+
+def config_lock(outputs: str | Path, experiment_id: str, parent: str | None, config_hash_: str) -> Path:
+    """The lock a process holds while it runs a config (in a sweep: under its parent run): a second process with the
+    same config waits for it (then finds the run finished, or resumes it), and a run left RUNNING whose lock is free
+    belongs to a process that died. ``outputs``: ``paths.outputs``, shared by the processes that share a store."""
+    folder = Path(outputs) / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{experiment_id}-{parent or 'top'}-{config_hash_}.lock"
 
 
 # -- the paper's setup ----------------------------------------------------------------------------------------

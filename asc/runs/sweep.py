@@ -16,6 +16,9 @@
   skips this hook when a job fails, so an exit handler does the same for the jobs that did finish and marks the
   parent FAILED; ``asc report`` does it on demand.
 
+Hydra makes this callback for every command, single runs too: MLflow and the report are imported when it needs
+them, so that ``asc train`` can say in seconds that a tracking server is down.
+
 Where "done" lives: in MLflow, as a FINISHED child run whose ``config_hash`` tag matches, under the parent run
 of the same sweep (:meth:`asc.tracking.store.TrackingStore.finished_child`). A crashed or killed job leaves a
 FAILED/KILLED/RUNNING child, which does not count.
@@ -27,6 +30,7 @@ import atexit
 import json
 import logging
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +39,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from asc.files import atomic_write_text
-from asc.runs.identity import digest, excluded, scientific
+from asc.files import atomic_write_text, held
+from asc.runs.identity import config_lock, digest, excluded, scientific
 from asc.runs.placement import PlacementError, claim_gpu
-from asc.runs.report import report
-from asc.tracking.store import TrackingStore
+from asc.tracking.health import TrackingError, check_server, resolve_uri
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +163,13 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         check_gpu_slots(config)
+        try:
+            check_server(resolve_uri(config.logger.tracking_uri))  # in seconds, before MLflow is loaded
+        except TrackingError as err:  # no server: said in one line, before any job
+            print(f"asc train: {err}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+        from asc.tracking.store import TrackingStore
+
         store = TrackingStore(config.logger.tracking_uri)
         exp_id = store.experiment(config.logger.experiment, config.logger.get("artifacts"))
         sweep_id = sweep_identity(config)
@@ -170,8 +180,9 @@ class SweepCallback(Callback):
                                             tags={"sweep": sweep_id})
         if resumed:
             store.reopen_run(run_id)
-            stale = store.children(run_id, "attributes.status = 'RUNNING'")
-            for run in stale:  # left running by an attempt that was killed
+            stale = [run for run in store.children(run_id, "attributes.status = 'RUNNING'")  # left by a killed attempt,
+                     if not held(config_lock(config.paths.outputs, exp_id, run_id, run.data.tags.get("config_hash", "")))]
+            for run in stale:  # (a run whose lock a process holds is alive: another command of this sweep runs it)
                 store.end_run(run.info.run_id, "KILLED")
             log.info("resuming sweep %s (MLflow parent run %s; %d stale run(s) marked KILLED)", sweep_id, run_id, len(stale))
         else:
@@ -212,6 +223,9 @@ class SweepCallback(Callback):
     def _finish(self, status: str) -> None:
         if self.info is None or self._ended:
             return
+        from asc.runs.report import report
+        from asc.tracking.store import TrackingStore
+
         self._ended = True
         atexit.unregister(self._abandoned)
         store = TrackingStore(self.info.tracking_uri)

@@ -40,11 +40,12 @@ from asc.data.datamodule import DataConfig, SceneDataModule
 from asc.data.features import FeatureSpec
 from asc.model.embeddings import EmbeddingCacheConfig, EmbeddingData, build_or_load
 from asc.model.module import SceneClassifier
-from asc.runs.identity import config_hash, leaves, paper_differences
+from asc.files import exclusive
+from asc.runs.identity import config_hash, config_lock, leaves, paper_differences
 from asc.runs.placement import placement_tags
 from asc.runs.sweep import job_sweep
 from asc.tracking.packaging import log_model
-from asc.tracking.store import TrackingStore
+from asc.tracking.store import JOURNAL, TrackingStore
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +136,14 @@ def build(s: RunSettings, logger: Any, callbacks: list[Callback], out: Path, che
     images.setup("fit")
     hop = s.features.hop_length / s.features.sample_rate
     views = ViewSpec.for_clip(images.clip_frames, s.window, hop, mask=s.mask, **s.views)
-    checkpoint = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/acc", mode="max", save_top_k=1,
-                                 save_last=True)
+    checkpoint = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/acc", mode="max", save_top_k=1)
+    # every epoch, not only the better ones (Lightning's save_last follows the best): a resumed run redoes no epoch
+    latest = ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=1, enable_version_counter=False)
     trainer = L.Trainer(
         **s.trainer,
         logger=logger,
-        callbacks=[checkpoint, EarlyStopping(monitor="val/acc", mode="max", patience=s.patience), *callbacks],
+        callbacks=[checkpoint, latest, EarlyStopping(monitor="val/acc", mode="max", patience=s.patience), StayStopped(),
+                   *callbacks],
         default_root_dir=out,
         enable_progress_bar=s.progress,
         enable_model_summary=False,  # the run logs its parameter counts and FLOPs instead
@@ -173,6 +176,16 @@ def build(s: RunSettings, logger: Any, callbacks: list[Callback], out: Path, che
     elif s.cache.enabled:
         log.info("mask=%g with model.embedding_cache.masks=0: this run takes the full path", s.mask)
     return Built(s, images, inputs, module, trainer, checkpoint, facts)
+
+
+class StayStopped(Callback):
+    """A run resumed after early stopping had ended its training goes straight to testing: Lightning does not keep
+    ``should_stop`` in the checkpoint, and would train one epoch more than the run that was never interrupted."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        stopper = trainer.early_stopping_callback
+        if stopper is not None and stopper.stopped_epoch > 0:
+            trainer.should_stop = True
 
 
 def embedding_inputs(s: RunSettings, images: SceneDataModule, module: SceneClassifier,
@@ -303,15 +316,21 @@ def ddp_command() -> Iterator[None]:
 
 def resumable(store: TrackingStore, experiment_id: str, config_hash_: str, parent: str | None):
     """The newest unfinished run of this scientific config (under ``parent``, or at the top level) that left a last
-    checkpoint, or None."""
+    checkpoint, or None. The caller holds the config's lock (:func:`asc.runs.identity.config_lock`), so a run of it
+    that is still RUNNING belongs to a process that died: it is marked KILLED (and resumed, if it left a checkpoint)."""
     query = f"tags.config_hash = '{config_hash_}' and attributes.status != 'FINISHED'"
+    chosen = None
     for found in store.search([experiment_id], query):
         if found.data.tags.get("mlflow.parentRunId") != parent:
             continue
+        if found.info.status == "RUNNING":
+            store.end_run(found.info.run_id, "KILLED")
+            log.info("MLflow run %s of this configuration was left RUNNING by a process that died: marked KILLED",
+                     found.info.run_id)
         folder = found.data.tags.get("checkpoint_dir")
-        if folder and (Path(folder) / "last.ckpt").is_file():
-            return found
-    return None
+        if chosen is None and folder and (Path(folder) / "last.ckpt").is_file():
+            chosen = found
+    return chosen
 
 
 def run(cfg: DictConfig, callbacks: list[Callback] | None = None, parent_run_id: str | None = None,
@@ -340,59 +359,71 @@ def run(cfg: DictConfig, callbacks: list[Callback] | None = None, parent_run_id:
     run_tags_ = run_tags(cfg, s)
     sweep = job_sweep()
     parent = sweep.parent_run_id if sweep is not None else parent_run_id
-    if sweep is not None:  # a job of `train.py -m`: a nested child of the sweep's parent run
-        run_tags_["sweep"] = sweep.sweep_id
-        done = store.finished_child(sweep.parent_run_id, run_tags_["config_hash"]) if cfg.get("resume", True) else None
-        if done is not None:
-            log.info("%s: already finished in this sweep (MLflow run %s): skipped (resume=false reruns it)",
-                     s.name, done.info.run_id)
-            return {"run_name": s.name, "run_id": done.info.run_id, "experiment_id": done.info.experiment_id,
-                    "test/acc": done.data.metrics.get("test/acc", float("nan")),
-                    "val/acc": done.data.metrics.get("best_val/acc", float("nan")), "checkpoint": None, "epochs": None,
-                    "skipped": True, "seconds": time.perf_counter() - start, "tracking_uri": store.uri,
-                    "ui": store.ui_url(done.info.experiment_id, done.info.run_id),
-                    "faithful": run_tags_["faithful"] == "true"}
-    elif cfg.get("sweep_id"):
-        run_tags_["sweep"] = cfg.sweep_id
-    if parent:
-        run_tags_["mlflow.parentRunId"] = parent
-    run_tags_.update(tags or {})
     experiment_id = store.experiment(cfg.logger.experiment, cfg.logger.get("artifacts"))
-    earlier = None
-    if cfg.get("resume", True) and parent_run_id is None:
-        earlier = resumable(store, experiment_id, run_tags_["config_hash"], parent)
-    if earlier is not None:
-        run_id = earlier.info.run_id
-        folder = Path(earlier.data.tags["checkpoint_dir"])
-        resume_from: Path | None = folder / "last.ckpt"
-        store.reopen_run(run_id)
-        stopped = earlier.data.tags.get("error", f"left {earlier.info.status}")  # what ended the earlier attempt
-        store.set_tags(run_id, {"resumed": int(earlier.data.tags.get("resumed", 0)) + 1, "resumed.after": stopped,
-                                **placement_tags()})
-        if "error" in earlier.data.tags:
-            store.delete_tag(run_id, "error")
-        log.info("%s: resuming MLflow run %s from %s (resume=false starts afresh)", s.name, run_id, resume_from)
-        logger = store.logger(cfg.logger.experiment, s.name, {}, cfg.logger.get("artifacts"), run_id=run_id)
-    else:
-        logger = store.logger(cfg.logger.experiment, s.name, run_tags_, cfg.logger.get("artifacts"))
-        folder = (Path(cfg.paths.outputs) / "checkpoints" / logger.run_id).resolve()
-        resume_from = None
-        store.set_tags(logger.run_id, {"checkpoint_dir": folder})
-    out = output_dir() / s.name if parent_run_id else output_dir()  # nested runs share their process's folder
-    with store.failure_marked(logger.run_id):
-        if resume_from is None:
-            store.log_params(logger.run_id, leaves(OmegaConf.to_container(cfg, resolve=True)))
-            store.log_text(logger.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        os.environ[ENV_CHECKPOINT_DIR], os.environ[ENV_RESUME_FROM] = str(folder), str(resume_from or "")
-        built = build(s, logger, callbacks or [], out, folder)
-        logger.log_metrics(built.facts)
-        fit_and_test(built, resume_from)
-        result = record(built, store, logger.run_id, bool(cfg.logger.get("log_model", True)))
-        logger.finalize("success")
-    return {"run_name": s.name, "run_id": logger.run_id, "experiment_id": logger.experiment_id, **result,
-            "ui": store.ui_url(logger.experiment_id, logger.run_id), "resumed": resume_from is not None,
-            "seconds": time.perf_counter() - start, "tracking_uri": store.uri, "faithful": run_tags_["faithful"] == "true",
-            "faithful.why": run_tags_["faithful.why"], "experiment": str(cfg.logger.experiment)}
+    # one process at a time per config: a second one waits, then finds it finished (a sweep skips it) or resumes it
+    lock = config_lock(cfg.paths.outputs, experiment_id, parent, run_tags_["config_hash"])
+    with exclusive(lock, f"{s.name}: another process is running this configuration ({lock}); waiting for it"):
+        if sweep is not None:  # a job of `train.py -m`: a nested child of the sweep's parent run
+            run_tags_["sweep"] = sweep.sweep_id
+            done = store.finished_child(sweep.parent_run_id, run_tags_["config_hash"]) if cfg.get("resume", True) else None
+            if done is not None:
+                log.info("%s: already finished in this sweep (MLflow run %s): skipped (resume=false reruns it)",
+                         s.name, done.info.run_id)
+                return {"run_name": s.name, "run_id": done.info.run_id, "experiment_id": done.info.experiment_id,
+                        "test/acc": done.data.metrics.get("test/acc", float("nan")),
+                        "val/acc": done.data.metrics.get("best_val/acc", float("nan")), "checkpoint": None, "epochs": None,
+                        "skipped": True, "seconds": time.perf_counter() - start, "tracking_uri": store.uri,
+                        "ui": store.ui_url(done.info.experiment_id, done.info.run_id),
+                        "faithful": run_tags_["faithful"] == "true"}
+        elif cfg.get("sweep_id"):
+            run_tags_["sweep"] = cfg.sweep_id
+        if parent:
+            run_tags_["mlflow.parentRunId"] = parent
+        run_tags_.update(tags or {})
+        earlier = None
+        if cfg.get("resume", True) and parent_run_id is None:
+            earlier = resumable(store, experiment_id, run_tags_["config_hash"], parent)
+        if earlier is not None:
+            run_id = earlier.info.run_id
+            folder = Path(earlier.data.tags["checkpoint_dir"])
+            resume_from: Path | None = folder / "last.ckpt"
+            store.reopen_run(run_id)
+            for tmp in folder.glob(".*.tmp"):  # a checkpoint the killed process was writing
+                tmp.unlink(missing_ok=True)
+            sent = store.replay(run_id, folder / JOURNAL)  # what a server that went away could not take
+            if sent:
+                log.info("%s: %d metric value(s) kept while the tracking server was away sent to run %s", s.name, sent,
+                         run_id)
+            stopped = earlier.data.tags.get("error", f"left {earlier.info.status}")  # what ended the earlier attempt
+            store.set_tags(run_id, {"resumed": int(earlier.data.tags.get("resumed", 0)) + 1, "resumed.after": stopped,
+                                    **placement_tags()})
+            if "error" in earlier.data.tags:
+                store.delete_tag(run_id, "error")
+            log.info("%s: resuming MLflow run %s from %s (resume=false starts afresh)", s.name, run_id, resume_from)
+            logger = store.logger(cfg.logger.experiment, s.name, {}, cfg.logger.get("artifacts"), run_id=run_id)
+            logger.journal = folder / JOURNAL
+        else:
+            logger = store.logger(cfg.logger.experiment, s.name, run_tags_, cfg.logger.get("artifacts"))
+            folder = (Path(cfg.paths.outputs) / "checkpoints" / logger.run_id).resolve()
+            resume_from = None
+            store.set_tags(logger.run_id, {"checkpoint_dir": folder})
+            folder.mkdir(parents=True, exist_ok=True)
+            logger.journal = folder / JOURNAL
+        out = output_dir() / s.name if parent_run_id else output_dir()  # nested runs share their process's folder
+        with store.failure_marked(logger.run_id, f"the checkpoints are in {folder}"):
+            if resume_from is None:
+                store.log_params(logger.run_id, leaves(OmegaConf.to_container(cfg, resolve=True)))
+                store.log_text(logger.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            os.environ[ENV_CHECKPOINT_DIR], os.environ[ENV_RESUME_FROM] = str(folder), str(resume_from or "")
+            built = build(s, logger, callbacks or [], out, folder)
+            logger.log_metrics(built.facts)
+            fit_and_test(built, resume_from)
+            result = record(built, store, logger.run_id, bool(cfg.logger.get("log_model", True)))
+            logger.finalize("success")
+        return {"run_name": s.name, "run_id": logger.run_id, "experiment_id": logger.experiment_id, **result,
+                "ui": store.ui_url(logger.experiment_id, logger.run_id), "resumed": resume_from is not None,
+                "seconds": time.perf_counter() - start, "tracking_uri": store.uri, "faithful": run_tags_["faithful"] == "true",
+                "faithful.why": run_tags_["faithful.why"], "experiment": str(cfg.logger.experiment)}
 
 
 def _worker(cfg: DictConfig, s: RunSettings, callbacks: list[Callback]) -> dict[str, Any]:

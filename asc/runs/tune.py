@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
+import socket
 import statistics
 import tempfile
 import time
@@ -137,11 +139,91 @@ def make_pruner(spec: DictConfig):
 
 def make_sampler(spec: DictConfig):
     name = spec.get("name", "tpe")
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=spec.get("seed"))
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=spec.get("seed"))
-    raise TuneConfigError(f"tune.sampler.name: {name!r} is not one of tpe, random")
+    kinds = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+    if name not in kinds:
+        raise TuneConfigError(f"tune.sampler.name: {name!r} is not one of tpe, random")
+    seed = spec.get("seed")
+    return kinds[name](seed=None) if seed is None else PerTrialSeed(kinds[name], int(seed))
+
+
+class PerTrialSeed(optuna.samplers.BaseSampler):
+    """A seeded sampler made afresh before each trial, its seed drawn from the study's and the number of trials
+    finished or running before it: a study resumed after a kill draws what an uninterrupted one would have drawn.
+    (A sampler seeded once per process drew trial 0's parameters again after every restart; the reliability suite
+    found it.) TPE and random sampling keep nothing between trials but their random state: the history they learn
+    from is the study's."""
+
+    def __init__(self, kind: type, seed: int) -> None:
+        self.kind, self.seed = kind, seed
+        self.inner = kind(seed=seed)
+
+    def before_trial(self, study, trial) -> None:
+        before = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+        index = sum(t.number != trial.number for t in before)
+        self.inner = self.kind(seed=(self.seed * 1_000_003 + index) % 2**32)
+        self.inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self.inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self.inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self.inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self.inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
+
+
+# -- trials of processes that died ---------------------------------------------------------------------------------
+#: The user attribute naming the process that runs a trial (host:pid:start time), see :func:`fail_dead_trials`.
+PROCESS_ATTR = "asc.process"
+
+
+def _start_ticks(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, Linux), None if there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid())}"
+
+
+def process_gone(tag: str | None) -> bool:
+    """Whether the process a trial's :data:`PROCESS_ATTR` names has ended (only known for this host)."""
+    if not tag or tag.count(":") < 2:
+        return False
+    host, pid, ticks = tag.rsplit(":", 2)
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    now = _start_ticks(int(pid))
+    return now is None or (ticks != "None" and now != ticks)  # no such process, or the pid was reused
+
+
+def fail_dead_trials(study, store: TrackingStore, exp_id: str, parent: str) -> list[int]:
+    """Trials left RUNNING by a process of this host that died (SIGKILL, out of memory): marked FAIL at once, their
+    MLflow runs KILLED. Optuna's heartbeat (``heartbeat_interval``, ``grace_period``) does the same for other hosts'
+    trials, minutes later. Returns the trial numbers."""
+    dead = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if process_gone(t.user_attrs.get(PROCESS_ATTR))]
+    for t in dead:
+        study.tell(t.number, state=TrialState.FAIL)
+        for run in store.children(parent, f"tags.`optuna.trial` = '{t.number}'"):
+            for child in [run, *store.children(run.info.run_id, "attributes.status = 'RUNNING'")]:
+                if child.info.status == "RUNNING":
+                    store.end_run(child.info.run_id, "KILLED")
+            store.set_tags(run.info.run_id, {"optuna.state": "FAIL"})
+    if dead:
+        log.info("study %s: trial(s) %s left running by a process that died: marked FAIL", study.study_name,
+                 [t.number for t in dead])
+    return [t.number for t in dead]
 
 
 # -- MLflow ---------------------------------------------------------------------------------------------
@@ -152,6 +234,8 @@ def study_parent_run(store: TrackingStore, exp_id: str, cfg: DictConfig, study) 
                                         tags={"study": study.study_name})
     if not resumed:
         store.log_text(run_id, OmegaConf.to_yaml(cfg.tune, resolve=True), "tune.yaml")
+    else:  # running again until the study reaches its target (tune() ends it then)
+        store.reopen_run(run_id)
     return run_id
 
 
@@ -167,6 +251,7 @@ def objective_for(cfg: DictConfig, space: dict[str, dict[str, Any]], store: Trac
     seeds = list(cfg.tune.seeds)
 
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(PROCESS_ATTR, this_process())
         params = suggest(trial, space)
         trial_cfg = apply(cfg, params)
         trial_id = trial_run(store, exp_id, parent, trial, params)
@@ -277,6 +362,7 @@ def tune(cfg: DictConfig) -> Any:
     store = TrackingStore(cfg.logger.tracking_uri)
     exp_id = store.experiment(cfg.logger.experiment, cfg.logger.get("artifacts"))
     parent = study_parent_run(store, exp_id, cfg, study)
+    fail_dead_trials(study, store, exp_id, parent)
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     already = sum(t.state in finished for t in study.trials)
     log.info("study %s: %d trial(s) finished before, target %d", study.study_name, already, cfg.tune.n_trials)
@@ -290,4 +376,8 @@ def tune(cfg: DictConfig) -> Any:
     summarise(store, study, parent)
     if cfg.tune.retrain and any(t.state == TrialState.COMPLETE for t in study.trials):
         retrain_best(cfg, space, study, store, parent)
+    # The study's parent run ends once the study has its trials (a study killed before stays RUNNING until a rerun
+    # completes it: the reliability suite found parents left RUNNING by completed studies).
+    if sum(t.state in finished for t in study.trials) >= int(cfg.tune.n_trials):
+        store.end_run(parent, "FINISHED")
     return study

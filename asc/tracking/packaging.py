@@ -90,6 +90,7 @@ def log_model(store: TrackingStore, run_id: str, ckpt_path: str | Path, example:
         outputs=Schema([ColSpec("double", name) for name in hp["class_names"]]),
     )
     with (
+        store.artifact_space(run_id, "the MLflow model", 2 * Path(ckpt_path).stat().st_size),
         store.fluent(),
         tempfile.TemporaryDirectory(prefix="asc-model-") as tmp,
         mlflow.start_run(run_id=run_id),

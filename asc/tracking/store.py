@@ -15,6 +15,13 @@ experiment, a run's artifacts and its logged model. No other module builds an ML
   ``custom_model_development``), so MLflow 3's UI opens them on their training runs, not on an empty GenAI
   overview of traces. On a tracking server (``http(s)://``) they get the server's artifact root (``asc server``:
   ``mlflow-artifacts:/``, artifacts proxied through the server), never a folder of the machine that created them.
+- **A server that goes away.** A server that does not answer when a command starts is a :class:`TrackingError`
+  within seconds (:mod:`asc.tracking.health`). One that stops answering during a run (after MLflow's own retries)
+  stops the run with a :class:`TrackingError` that says where everything is: the checkpoints stay in the run's
+  folder, and the metrics the server could not take are kept beside them (:class:`JournalledLogger`, ``unsent.jsonl``).
+  Rerunning the command once the server is back resumes the run from its last checkpoint and sends them first
+  (:meth:`TrackingStore.replay`). Resuming rather than training on blind: the end of a run (test, artifacts, model)
+  needs the server anyway, and a resumed run is already the project's answer to any interruption.
 - **Parent runs** of sweeps and studies carry one tagging scheme: ``asc.parent`` (``sweep`` or ``study``) and
   ``asc.parent.key`` (the sweep id or the study name). Children point at them with MLflow's own
   ``mlflow.parentRunId`` tag, which the UI nests.
@@ -22,6 +29,7 @@ experiment, a run's artifacts and its logged model. No other module builds an ML
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -33,6 +41,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import MLFlowLogger
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -40,11 +49,11 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from asc.files import exclusive
+from asc.files import disk_full, exclusive, free_space, no_space
 from asc.tracking.confusion import confusion_csv, plot_confusion
+from asc.tracking.health import DEFAULT_URI, TrackingError, check_server, is_server, resolve_uri, unreachable
 
-#: The store used when neither ``MLFLOW_TRACKING_URI`` nor the config names one.
-DEFAULT_URI = "sqlite:///mlflow.db"
+__all__ = ["DEFAULT_URI", "TrackingError", "TrackingStore", "resolve_uri"]
 #: ``mlflow.experimentKind`` of the project's experiments: model training (the UI then opens on the runs).
 EXPERIMENT_KIND = "custom_model_development"
 #: Tags of a parent run: its kind (``sweep`` or ``study``) and its key (sweep id, study name).
@@ -54,21 +63,14 @@ PARENT_KEY_TAG = "asc.parent.key"
 PARENT_RUN_TAG = "mlflow.parentRunId"
 
 
+#: What to do when a run's artifact folder is full.
+ARTIFACTS_HINT = " or give new experiments another artifact folder (logger.artifacts)"
+
+#: The file beside a run's checkpoints that keeps the metrics a tracking server that went away could not take.
+JOURNAL = "unsent.jsonl"
+
 #: Where ``make ui`` serves a local store's UI.
 LOCAL_UI = "http://127.0.0.1:5000"
-
-
-class TrackingError(RuntimeError):
-    """The store cannot be used as asked: no such store, run or artifact. The message names the store."""
-
-
-def resolve_uri(uri: str | None = None) -> str:
-    """``MLFLOW_TRACKING_URI`` wins; else ``uri`` (the config's), else :data:`DEFAULT_URI`.
-
-    ``mlflow.set_tracking_uri`` (which Lightning calls) exports that variable for the rest of the process:
-    code that uses several stores in one process (tests) clears it between them.
-    """
-    return os.environ.get("MLFLOW_TRACKING_URI") or uri or DEFAULT_URI
 
 
 def absolute_uri(uri: str) -> str:
@@ -107,6 +109,51 @@ def artifact_location(path: str | None) -> str | None:
     return Path(path).resolve().as_uri() if path else None
 
 
+class JournalledLogger(MLFlowLogger):
+    """Lightning's MLflow logger, keeping what a tracking server that stopped answering could not take.
+
+    When a call fails and the server no longer answers, the metrics go to :attr:`journal` (one JSON line per call)
+    and the run stops with a :class:`TrackingError` that says where the checkpoints and the journal are;
+    :meth:`TrackingStore.replay` sends them when the run is resumed. Other failures are raised as they are.
+    """
+
+    journal: Path | None = None  # set once the run's checkpoint folder is known
+    server_down = False
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self.server_down:  # teardown after the failure: keep, do not wait for the server again
+            self._keep(metrics, step)
+            return
+        try:
+            super().log_metrics(metrics, step)
+        except (MlflowException, OSError) as err:
+            why = unreachable(self._tracking_uri) if is_server(self._tracking_uri or "") else None
+            if why is None:
+                raise
+            self.server_down = True
+            self._keep(metrics, step)
+            where = (f"the checkpoints are in {self.journal.parent} and the metrics it could not take in "
+                     f"{self.journal}" if self.journal else "the checkpoints are in the run's folder")
+            raise TrackingError(
+                f"the MLflow tracking server at {self._tracking_uri} stopped answering during run {self.run_id} "
+                f"({why}; {type(err).__name__}). Nothing is lost: {where}. When the server answers again, rerun the "
+                "same command: the run resumes from its last checkpoint and sends them first"
+            ) from None
+
+    def _keep(self, metrics: Mapping[str, float], step: int | None) -> None:
+        if self.journal is None:
+            return
+        line = {"ms": int(time.time() * 1000), "step": step or 0, "metrics": {k: float(v) for k, v in metrics.items()}}
+        with open(self.journal, "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        if not self.server_down:  # else the run stays RUNNING: its next run resumes it
+            super().finalize(status)
+
+
 #: Stores whose schema this process has created or checked (one lock per store and process).
 _OPENED: set[str] = set()
 
@@ -139,7 +186,9 @@ class TrackingStore:
 
     @cached_property
     def client(self) -> MlflowClient:
-        """The client, after the store's schema exists (created one process at a time)."""
+        """The client, after the store's schema exists (created one process at a time). A tracking server that does
+        not answer is a :class:`TrackingError` within seconds (:func:`asc.tracking.health.check_server`)."""
+        check_server(self.uri)
         if self.uri not in _OPENED:
             with schema_lock(self.uri):
                 MlflowClient(self.uri).search_experiments(max_results=1)
@@ -186,7 +235,7 @@ class TrackingStore:
                run_id: str | None = None):
         """Lightning's MLFlowLogger on this store: a new run of ``experiment`` (or the existing ``run_id``)."""
         self.experiment(experiment, artifacts)  # created with its kind before Lightning looks it up
-        return MLFlowLogger(
+        return JournalledLogger(
             experiment_name=experiment, run_name=run_name, tracking_uri=self.uri,
             artifact_location=self._artifact_root(artifacts), tags={k: str(v) for k, v in tags.items()}, run_id=run_id,
         )
@@ -216,20 +265,55 @@ class TrackingStore:
         self.client.delete_run(run_id)
 
     @contextmanager
-    def failure_marked(self, run_id: str) -> Iterator[None]:
+    def failure_marked(self, run_id: str, kept: str = "") -> Iterator[None]:
         """A run that raises is marked KILLED (Ctrl-C, SIGTERM from a scheduler that preempts or requeues the job --
         Lightning and submitit turn it into ``SystemExit`` -- or a pruned trial) or FAILED, with the error as a tag,
-        so it never stays RUNNING and a resumed sweep reruns it."""
+        so it never stays RUNNING and a resumed sweep reruns it.
+
+        A tracking server that stopped answering (any MLflow call of the run failed, and ``/health`` does not answer)
+        is a :class:`TrackingError` saying what is ``kept`` locally (the run's checkpoints) and to rerun: the run
+        stays RUNNING, and the next run of its config resumes it. (A server killed while the run logged its model
+        ended in MLflow's traceback; the reliability suite found it.)"""
         try:
             yield
         except BaseException as err:
+            if self.is_server and not isinstance(err, (KeyboardInterrupt, SystemExit)):
+                why = unreachable(self.uri)
+                if why is not None and isinstance(err, TrackingError):
+                    raise  # said already (JournalledLogger)
+                if why is not None:
+                    raise TrackingError(
+                        f"the MLflow tracking server at {self.uri} stopped answering during run {run_id} ({why}; "
+                        f"{type(err).__name__}). Nothing is lost{': ' + kept if kept else ''}. When the server answers "
+                        "again, rerun the same command: the run resumes from its last checkpoint"
+                    ) from None
             stopped = isinstance(err, (KeyboardInterrupt, SystemExit)) or type(err).__name__ == "TrialPruned"
-            self.client.set_tag(run_id, "error", f"{type(err).__name__}: {err}"[:5000])
-            self.end_run(run_id, "KILLED" if stopped else "FAILED")
+            try:
+                self.client.set_tag(run_id, "error", f"{type(err).__name__}: {err}"[:5000])
+                self.end_run(run_id, "KILLED" if stopped else "FAILED")
+            except (MlflowException, OSError, TrackingError) as marking:  # the error itself says more
+                err.add_note(f"(run {run_id} could not be marked {'KILLED' if stopped else 'FAILED'}: {marking})")
             raise
 
     def delete_tag(self, run_id: str, key: str) -> None:
         self.client.delete_tag(run_id, key)
+
+    def replay(self, run_id: str, journal: Path) -> int:
+        """Send the metrics a :class:`JournalledLogger` kept in ``journal`` to run ``run_id``, then delete the file;
+        returns how many values were sent (a line cut short by a kill is skipped)."""
+        if not journal.is_file():
+            return 0
+        items = []
+        for line in journal.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                items += [Metric(k, float(v), int(rec["ms"]), int(rec["step"])) for k, v in rec["metrics"].items()]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(run_id, metrics=items[i : i + 1000])
+        journal.unlink()
+        return len(items)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
@@ -246,13 +330,43 @@ class TrackingStore:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
-        self.client.log_text(run_id, text, path)
+        with self.artifact_space(run_id, f"the artifact {path}", len(text.encode())):
+            self.client.log_text(run_id, text, path)
 
     def log_artifact(self, run_id: str, path: str | Path, folder: str | None = None) -> None:
-        self.client.log_artifact(run_id, str(path), folder)
+        with self.artifact_space(run_id, f"the artifact {Path(path).name}", Path(path).stat().st_size):
+            self.client.log_artifact(run_id, str(path), folder)
 
     def log_artifacts(self, run_id: str, folder: str | Path, into: str | None = None) -> None:
-        self.client.log_artifacts(run_id, str(folder), into)
+        need = sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
+        with self.artifact_space(run_id, f"the artifacts of {folder}", need):
+            self.client.log_artifacts(run_id, str(folder), into)
+
+    def local_artifacts(self, run_id: str) -> Path | None:
+        """The folder of a run's artifacts when the store keeps them in a local folder (``file://``), else None."""
+        uri = self.client.get_run(run_id).info.artifact_uri
+        if uri.startswith("file://"):
+            return Path(uri.removeprefix("file://"))
+        return Path(uri) if uri.startswith("/") else None
+
+    @contextmanager
+    def artifact_space(self, run_id: str, what: str, need: int | None = None) -> Iterator[None]:
+        """Artifacts written inside this block to a local folder: with less than ``need`` bytes free there, a
+        :class:`asc.files.DiskFull` error before anything is written; a full disk on the way is the same error, and
+        the files the block had begun are deleted (never left cut short under their names)."""
+        folder = self.local_artifacts(run_id)
+        if folder is not None and need and free_space(folder) < need:
+            raise disk_full(folder, f"{what} of run {run_id}", need, ARTIFACTS_HINT)
+        start = time.time() - 1
+        try:
+            yield
+        except (OSError, MlflowException) as err:
+            if folder is None or not (no_space(err) or no_space(err.__cause__) or no_space(err.__context__)):
+                raise
+            for f in folder.rglob("*"):  # begun, cut short by the full disk
+                if f.is_file() and f.stat().st_mtime >= start:
+                    f.unlink(missing_ok=True)
+            raise disk_full(folder, f"{what} of run {run_id}", need, ARTIFACTS_HINT) from None
 
     def log_confusion(self, run_id: str, cm: np.ndarray, class_names: Sequence[str], stem: str = "confusion_test",
                       title: str = "") -> None:

@@ -96,6 +96,6 @@ def group_settings(group: str, name_or_path: str, overrides: Sequence[str] = ())
 def feature_spec(name: str = "cqt", overrides: Sequence[str] = ()) -> FeatureSpec:
     """The :class:`~asc.data.features.FeatureSpec` of ``features=<name>`` (or of a YAML file), with ``key=value``
     overrides: the same settings -- and so the same cache folder -- a training run uses."""
-    from asc.data.features import FeatureSpec
+    from asc.data.features import FeatureSpec  # lazy: see the TYPE_CHECKING import above
 
     return settings(FeatureSpec, group_settings("features", name, overrides), "features")

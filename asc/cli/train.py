@@ -28,7 +28,7 @@ def train(cfg: DictConfig) -> float:
     quiet()
     try:
         check_server(resolve_uri(cfg.logger.tracking_uri))
-        from asc.runs.train import COMMAND_PREFIX, run, summary
+        from asc.runs.train import COMMAND_PREFIX, run, summary  # after the server check: torch/MLflow load for ~10 s
 
         COMMAND_PREFIX[:] = _PREFIX
         result = run(cfg)

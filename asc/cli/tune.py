@@ -22,7 +22,7 @@ def study(cfg: DictConfig) -> None:
     quiet()
     try:
         check_server(resolve_uri(cfg.logger.tracking_uri))
-        from asc.runs.tune import tune
+        from asc.runs.tune import tune  # after the server check: torch/MLflow load for ~10 s
 
         result = tune(cfg)
     except (TrackingError, DiskFull) as err:

@@ -223,7 +223,7 @@ class SweepCallback(Callback):
     def _finish(self, status: str) -> None:
         if self.info is None or self._ended:
             return
-        from asc.runs.report import report
+        from asc.runs.report import report  # lazy, as in on_multirun_start: MLflow loads only after the server check
         from asc.tracking.store import TrackingStore
 
         self._ended = True

@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=26.0,
                    help="time for injecting faults over the whole suite (default: 26): each stage gets at most its "
                         "share of what is left, in proportion to its own limit; reference runs come on top")
+    p.add_argument("--stretch", type=float, default=1.0,
+                   help="multiply every stage's own time limit (e.g. 3 on a loaded machine, with --only kill and more "
+                        "--minutes, so that each kill stage reaches its full count; default: 1)")
     p.add_argument("--seed", type=int, default=0, help="the random seed of every draw (default: 0)")
     p.add_argument("--work", type=Path, help="working folder (default: a temporary folder, removed afterwards)")
     p.add_argument("--keep", action="store_true", help="keep the working folder")
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             count = stage.count if stage.fixed else max(1, round(stage.count * a.scale))
             left = a.minutes * 60 - (time.monotonic() - start)
             share = max(20.0, left * stage.seconds / sum(s.seconds for s in chosen[i:]))
-            seconds = min(stage.seconds, share)
+            seconds = min(stage.seconds * a.stretch, share)
             t0 = time.monotonic()
             print(f"\n== {stage.key}: {count} fault(s), at most {seconds:.0f} s of faults", flush=True)
             try:

@@ -83,7 +83,7 @@ def test_folder_split_loaders_in_memory(own, tmp_path):
     assert dm.class_names == sorted(SCENES3) and dm.leakage == 0.0
     assert dm.split_sizes == {"train": 12, "val": 6, "test": 6}  # 4 sessions per label: 2/1/1
     assert dm.clip_frames == int(2.0 * SR) // 1024 + 1  # the 22.05 kHz files were resampled to 16 kHz
-    assert dm.counts == {"padded": 0, "cropped": 0, "skipped": 0, "copies": 0}
+    assert dm.counts == {"padded": 0, "cropped": 0, "skipped": 0, "copies": 0, "repaired": 0}
     batches = list(dm.train_dataloader())  # no trainer: on_device has no device to go to, stays on the CPU
     assert [len(b[1]) for b in batches] == [5, 5, 2]  # ordinary DataLoader batching, no drop_last
     x, y = batches[0]

@@ -17,9 +17,9 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from pathlib import Path
-
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from reliability import data
 from reliability.harness import Budget, Finished, Outcome, asc, environment, kill_at, leftovers, run, share_time, snapshot
@@ -28,10 +28,14 @@ from reliability.harness import Budget, Finished, Outcome, asc, environment, kil
 LIMIT = 600
 
 
-def _chains(kills: int, per_case: int) -> list[int]:
-    """Kills per case: ``per_case`` each, the rest in the last."""
-    full, rest = divmod(kills, per_case)
-    return [per_case] * full + ([rest] if rest else [])
+def _chains(kills: int, per_case: int, injected: Callable[[], int]) -> Iterator[tuple[int, int]]:
+    """``(case, kills for it)``, at most ``per_case`` each, until ``kills`` are injected (``injected()`` counts them).
+    A chain of kills on one case ends early when the command finishes before the next kill (a resumed run has less
+    left to do), so new cases start until the count is reached; the stage's time limit stops it too."""
+    case = 0
+    while (left := kills - injected()) > 0:
+        yield case, min(per_case, left)
+        case += 1
 
 
 # -- asc extract ---------------------------------------------------------------------------------------------------
@@ -58,7 +62,7 @@ def extract(work: Path, kills: int, rng: random.Random, budget: Budget, per_case
     assert len(reference) == EXTRACT_CLIPS
     budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
-    for case, n in enumerate(_chains(kills, per_case)):
+    for case, n in _chains(kills, per_case, lambda: len(outcomes)):
         if budget.spent:
             break
         t0 = time.monotonic()
@@ -122,7 +126,7 @@ def download(work: Path, kills: int, rng: random.Random, budget: Budget, per_cas
         assert ref.returncode == 0, ref.tail()
         budget.begin()  # the time limit counts from the first fault, not the reference run
         outcomes = []
-        for case, n in enumerate(_chains(kills, per_case)):
+        for case, n in _chains(kills, per_case, lambda: len(outcomes)):
             if budget.spent:
                 break
             t0 = time.monotonic()
@@ -297,7 +301,7 @@ def _train_stage(stage: str, work: Path, kills: int, rng: random.Random, budget:
     steps_of_epoch = {h: sorted(r.values("val/acc")) for h, r in reference.items()}
     budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
-    for case, n in enumerate(_chains(kills, per_case)):
+    for case, n in _chains(kills, per_case, lambda: len(outcomes)):
         if budget.spent:
             break
         t0 = time.monotonic()
@@ -478,7 +482,7 @@ def tune(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: i
     reference = [(p, v) for _, state, p, v in sorted(_trials(ref_dir)) if state == "COMPLETE"]
     budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
-    for case, n in enumerate(_chains(kills, per_case)):
+    for case, n in _chains(kills, per_case, lambda: len(outcomes)):
         if budget.spent:
             break
         t0 = time.monotonic()

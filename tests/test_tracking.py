@@ -46,3 +46,17 @@ def test_schema_lock_only_for_sqlite_files(tmp_path):
     assert not (tmp_path / "missing").exists()  # no folder made on the side
     with schema_lock(f"sqlite:///{tmp_path / 'mlflow.db'}"):
         assert (tmp_path / "mlflow.db.lock").exists()
+
+
+def test_a_run_ends_only_when_everything_is_recorded_not_when_lightning_finalizes(tmp_path):
+    """Lightning finalizes its loggers when fit ends, before test: a run killed in between must not look FINISHED
+    (a sweep's rerun would skip it without its test results; found by the reliability suite, kill:sweep)."""
+    from asc.tracking.store import TrackingStore
+
+    store = TrackingStore(f"sqlite:///{tmp_path / 'mlflow.db'}", explicit=True)
+    logger = store.logger("finalize", "run", {"config_hash": "abc"}, str(tmp_path / "artifacts"))
+    logger.log_metrics({"val/acc": 0.5}, step=0)
+    logger.finalize("success")  # what Trainer.fit does at its end
+    assert store.client.get_run(logger.run_id).info.status == "RUNNING"
+    logger.end("success")
+    assert store.client.get_run(logger.run_id).info.status == "FINISHED"

@@ -419,7 +419,7 @@ def run(cfg: DictConfig, callbacks: list[Callback] | None = None, parent_run_id:
             logger.log_metrics(built.facts)
             fit_and_test(built, resume_from)
             result = record(built, store, logger.run_id, bool(cfg.logger.get("log_model", True)))
-            logger.finalize("success")
+            logger.end("success")
         return {"run_name": s.name, "run_id": logger.run_id, "experiment_id": logger.experiment_id, **result,
                 "ui": store.ui_url(logger.experiment_id, logger.run_id), "resumed": resume_from is not None,
                 "seconds": time.perf_counter() - start, "tracking_uri": store.uri, "faithful": run_tags_["faithful"] == "true",

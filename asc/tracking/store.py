@@ -150,7 +150,16 @@ class JournalledLogger(MLFlowLogger):
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
-        if not self.server_down:  # else the run stays RUNNING: its next run resumes it
+        """Lightning calls this when ``fit`` ends (and again after ``test``), but the run is not over then: a kill
+        between fit and test would leave a FINISHED run without its test results, which a sweep's rerun skips as
+        done (found by the reliability suite, kill:sweep). The run ends with :meth:`end`, once everything is recorded.
+        """
+
+    @rank_zero_only
+    def end(self, status: str = "success") -> None:
+        """End the MLflow run (FINISHED for ``success``), unless the server went away: the run then stays RUNNING and
+        its next run resumes it."""
+        if not self.server_down:
             super().finalize(status)
 
 

@@ -158,7 +158,8 @@ def test_grouped_loader_serves_the_same_batches_in_the_same_order():
     assert len(flat) == len(single) and all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(flat, single))
 
 
-def _fit_head(steps_per_call: int, epochs: int = 2) -> tuple[SceneClassifier, dict[str, float], int]:
+def _fit_head(steps_per_call: int, epochs: int = 2, logger=False,
+              callbacks=()) -> tuple[SceneClassifier, dict[str, float], int]:
     import lightning as L
 
     from asc.model.embeddings import EmbeddingData
@@ -173,8 +174,8 @@ def _fit_head(steps_per_call: int, epochs: int = 2) -> tuple[SceneClassifier, di
     labels = {p: torch.randint(0, 3, (len(b),), generator=g) for p, b in banks.items()}
     data = EmbeddingData(banks, labels, batch_size=4, steps_per_call=steps_per_call)
     L.seed_everything(7)
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=logger, enable_checkpointing=bool(callbacks),
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=list(callbacks))
     trainer.fit(module, datamodule=data)
     return module, {k: float(v) for k, v in trainer.callback_metrics.items()}, trainer.global_step
 
@@ -259,3 +260,33 @@ def test_recordings_of_any_length_the_cache_matches_the_full_path(tmp_path):
             x, valid = module.views.eval_clips(clips, valid, module.net.norm)
             full = module.predict_proba(x, valid)
             assert torch.allclose(full, module.predict_proba(outputs[part], real[part]), atol=1e-6)
+
+
+def test_an_epochs_training_metrics_reach_the_logger_before_its_checkpoint_is_saved():
+    """A run killed right after last.ckpt is written resumes at the next epoch: the epoch's train/loss and train/acc
+    must already be logged then (Lightning itself logs them only after the checkpoint callbacks)."""
+    from lightning.pytorch.callbacks import Checkpoint
+    from lightning.pytorch.loggers import Logger
+
+    class Recorder(Logger):
+        name, version = "recorder", 0
+        steps: dict[str, list[int]] = {}
+
+        def log_metrics(self, metrics, step=None):
+            for k in metrics:
+                self.steps.setdefault(k, []).append(step)
+
+        def log_hyperparams(self, params, *args, **kwargs):
+            pass
+
+    class SeenAtCheckpoint(Checkpoint):  # where ModelCheckpoint saves last.ckpt: the checkpoint callbacks' turn
+        seen: list[int] = []
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            self.seen.append(len(recorder.steps.get("train/loss", [])))
+
+    recorder, probe = Recorder(), SeenAtCheckpoint()
+    _fit_head(1, epochs=3, logger=recorder, callbacks=[probe])
+    assert probe.seen == [1, 2, 3]  # each epoch's value already sent when its checkpoint would be written
+    assert len(recorder.steps["train/acc"]) == 3 and recorder.steps["train/loss"] == recorder.steps["train/acc"]
+    assert recorder.steps["train/loss"] == [11, 23, 35]  # the step Lightning gives epoch-end metrics (batches - 1)

@@ -166,7 +166,18 @@ class SceneClassifier(L.LightningModule):
         acc.reset()
 
     def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
+        # Sent to the logger here, not through self.log: Lightning sends an epoch's training metrics only after the
+        # checkpoint callbacks have saved last.ckpt, so a kill in between lost them for good (the resumed run starts
+        # at the next epoch). This hook runs before those callbacks; the step is the one Lightning would use.
+        loss, acc = self.train_loss.compute(), self.train_acc.compute()
+        if self.logger is not None:
+            step = self.trainer.fit_loop.epoch_loop._batches_that_stepped - 1
+            self.logger.log_metrics({"train/loss": float(loss), "train/acc": float(acc),
+                                     "epoch": float(self.current_epoch)}, step=step)
+        self.log("train/loss", loss, prog_bar=True, logger=False, sync_dist=True)  # progress bar, callback_metrics
+        self.log("train/acc", acc, logger=False, sync_dist=True)
+        self.train_loss.reset()
+        self.train_acc.reset()
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")

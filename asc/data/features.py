@@ -50,7 +50,7 @@ import scipy.signal
 import torch
 
 from asc.data.audio import AudioError, load_mono
-from asc.data.features_torch import TORCH_PAD_MODES, ConstantQImages
+from asc.data.features_torch import TORCH_PAD_MODES, ConstantQImages, octave_filters, octave_plan
 
 #: Bump when the computation changes in a way that invalidates cached images.
 #: 2: librosa 0.7's constant-Q transform (padding, resampler, bandwidth) and matplotlib's 8-bit mapping.
@@ -211,14 +211,6 @@ def _downsample_2019(y: np.ndarray, factor: int) -> np.ndarray:
     return (y_hat / np.sqrt(1.0 / factor)).astype(y.dtype)  # scale=True
 
 
-def _two_factors(x: int) -> int:
-    n = 0
-    while x > 0 and x % 2 == 0:
-        x //= 2
-        n += 1
-    return n
-
-
 def relative_bandwidth(spec: FeatureSpec) -> float:
     """The constant-Q filters' relative bandwidth ``alpha`` (filter length ``sr / (alpha f)``) of ``spec.bandwidth``.
 
@@ -236,12 +228,8 @@ def _octave(y: np.ndarray, sr: float, hop: int, freqs: np.ndarray, alpha: float,
     Hann-windowed complex filters of length ``sr / (alpha f)``, L1-normalised, applied in the frequency domain to
     the centred STFT (rectangular window) of ``y``, the basis sparsified to 99 % of its energy, the response
     divided by the square root of the filter lengths (``scale=True``)."""
-    basis, lengths = librosa.filters.wavelet(freqs=freqs, sr=sr, window="hann", filter_scale=1, pad_fft=True, norm=1,
-                                             gamma=0, alpha=np.full(len(freqs), alpha))
-    n_fft = basis.shape[1]
-    basis *= lengths[:, None] / float(n_fft)
-    fft_basis = np.fft.fft(basis, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
-    fft_basis = librosa.util.sparsify_rows(fft_basis, quantile=0.01, dtype=np.complex128)  # librosa 0.7's precision
+    fft_basis, lengths = octave_filters(freqs, sr, alpha)
+    n_fft = 2 * (fft_basis.shape[1] - 1)
     with warnings.catch_warnings():  # librosa >= 0.10 warns for a clip shorter than a low octave's filter; 0.7 padded
         warnings.filterwarnings("ignore", message=r"n_fft=\d+ is too large for input signal", category=UserWarning)
         D = librosa.stft(y, n_fft=n_fft, hop_length=hop, window="ones", pad_mode=pad_mode, dtype=np.complex64)
@@ -263,34 +251,16 @@ def constant_q(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
         return librosa.cqt(y, sr=spec.sample_rate, hop_length=spec.hop_length, fmin=spec.fmin, n_bins=spec.n_bins,
                            bins_per_octave=spec.bins_per_octave, filter_scale=(r - 1) / (r + 1) / alpha,
                            pad_mode=spec.pad_mode, res_type=spec.res_type)
-    bpo, n_bins = spec.bins_per_octave, spec.n_bins
-    n_octaves = int(np.ceil(n_bins / bpo))
-    n_filters = min(bpo, n_bins)
-    top = spec.fmin * 2.0 ** (np.arange(n_bins - n_filters, n_bins) / bpo)  # the top octave's frequencies
-    cutoff = top[-1] * (1 + 0.5 * librosa.filters.window_bandwidth("hann") * (2.0 ** (1.0 / bpo) - 1))
-    sr, hop = float(spec.sample_rate), spec.hop_length
-    fast = cutoff < 0.85 * sr / 2  # librosa 0.7: kaiser_fast (roll-off 0.85) suffices from the start
+    plan = octave_plan(spec)
     octaves = []
-    if fast:  # early downsampling, as far as the filters and the hop allow
-        count = min(max(0, int(np.ceil(np.log2(0.85 * sr / 2 / cutoff))) - 2), max(0, _two_factors(hop) - n_octaves + 1))
-        if count > 0:
-            if y.shape[-1] < 2**count:
-                raise ValueError(f"signal of {y.shape[-1]} samples is too short for a {n_octaves}-octave CQT")
-            y, sr, hop = _downsample_2019(y, 2**count), sr / 2**count, hop // 2**count
-    else:  # the top octave at the full rate first, the rest from kaiser_fast as below
-        octaves.append(_octave(y, sr, hop, top, alpha, spec.pad_mode))
-        top = top / 2
-        n_octaves -= 1
-    if _two_factors(hop) < n_octaves - 1:
-        raise ValueError(f"features.hop_length must be a multiple of 2^{n_octaves - 1} for a {n_octaves}-octave CQT")
-    for i in range(n_octaves):
-        if i > 0:
-            if y.shape[-1] < 2:
-                raise ValueError(f"signal too short for a {n_octaves}-octave CQT")
-            y, sr, hop = _downsample_2019(y, 2), sr / 2, hop // 2
-        octaves.append(_octave(y, sr, hop, top / 2**i, alpha, spec.pad_mode))
+    for factor, sr, hop, freqs in plan:
+        if factor > 1:
+            if y.shape[-1] < factor:
+                raise ValueError(f"signal of {y.shape[-1]} samples is too short for a {len(plan)}-octave CQT")
+            y = _downsample_2019(y, factor)
+        octaves.append(_octave(y, sr, hop, freqs, alpha, spec.pad_mode))
     frames = min(c.shape[-1] for c in octaves)
-    return np.vstack([c[:, :frames] for c in octaves][::-1])[-n_bins:]
+    return np.vstack([c[:, :frames] for c in octaves][::-1])[-spec.n_bins:]
 
 
 def spectrogram_db(y: np.ndarray, spec: FeatureSpec, dtype: type | None = np.float32) -> np.ndarray:

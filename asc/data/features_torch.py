@@ -62,11 +62,60 @@ def _full_float32() -> Iterator[None]:
 
 
 def _two_factors(x: int) -> int:
+    """How many times 2 divides ``x`` (librosa's ``__num_two_factors``: how many octaves a hop lets it halve the rate)."""
     n = 0
     while x > 0 and x % 2 == 0:
         x //= 2
         n += 1
     return n
+
+
+#: One octave of librosa 0.7's constant-Q transform: ``(factor, sr, hop, freqs)``: downsample the signal by
+#: ``factor`` (1: not at all) before it, then its filters at ``freqs`` on the signal at rate ``sr`` with ``hop``.
+Octave = tuple[int, float, int, np.ndarray]
+
+
+def octave_plan(spec: Any) -> list[Octave]:
+    """librosa 0.7's octave plan for ``spec`` (a :class:`~asc.data.features.FeatureSpec`), top octave first: early
+    downsampling as far as the filters and the hop allow when the top filter's band ends below 0.85 x Nyquist
+    (kaiser_fast's roll-off), else the top octave at the full rate first; then one halving per octave. Both the
+    faithful numpy transform and :class:`ConstantQImages` follow it."""
+    bpo, n_bins = spec.bins_per_octave, spec.n_bins
+    n_octaves = math.ceil(n_bins / bpo)
+    n_filters = min(bpo, n_bins)
+    top = spec.fmin * 2.0 ** (np.arange(n_bins - n_filters, n_bins) / bpo)
+    cutoff = top[-1] * (1 + 0.5 * librosa.filters.window_bandwidth("hann") * (2.0 ** (1.0 / bpo) - 1))
+    sr, hop = float(spec.sample_rate), spec.hop_length
+    plan: list[Octave] = []
+    pending = 1
+    if cutoff < 0.85 * sr / 2:  # early downsampling
+        count = min(max(0, math.ceil(math.log2(0.85 * sr / 2 / cutoff)) - 2), max(0, _two_factors(hop) - n_octaves + 1))
+        if count > 0:
+            pending, sr, hop = 2**count, sr / 2**count, hop // 2**count
+    else:  # the top octave at the full rate first
+        plan.append((1, sr, hop, top))
+        top = top / 2
+        n_octaves -= 1
+    if _two_factors(hop) < n_octaves - 1:
+        raise ValueError(f"features.hop_length must be a multiple of 2^{n_octaves - 1} for a {n_octaves}-octave CQT")
+    for i in range(n_octaves):
+        if i > 0:
+            pending, sr, hop = 2, sr / 2, hop // 2
+        plan.append((pending, sr, hop, top / 2**i))
+        pending = 1
+    return plan
+
+
+def octave_filters(freqs: np.ndarray, sr: float, alpha: float) -> tuple[Any, np.ndarray]:
+    """One octave's filters as librosa 0.7 built them: Hann-windowed complex filters of length ``sr / (alpha f)``,
+    L1-normalised, as spectra ``[filters, n_fft / 2 + 1]`` (sparsified to 99 % of their energy, complex128) and
+    their lengths."""
+    basis, lengths = librosa.filters.wavelet(freqs=freqs, sr=sr, window="hann", filter_scale=1, pad_fft=True, norm=1,
+                                             gamma=0, alpha=np.full(len(freqs), alpha))
+    n_fft = basis.shape[1]
+    basis *= lengths[:, None] / float(n_fft)
+    fft_basis = np.fft.fft(basis, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
+    return librosa.util.sparsify_rows(fft_basis, quantile=0.01, dtype=np.complex128), lengths  # 0.7's precision
 
 
 def resampy_fir(window: np.ndarray, num_table: int, factor: int) -> np.ndarray:
@@ -108,44 +157,15 @@ class ConstantQImages:
         self.spec = spec
         self.device = torch.device(device) if device is not None else default_device()
         self.pad = spec.pad_mode
-        bpo, n_bins = spec.bins_per_octave, spec.n_bins
-        n_octaves = math.ceil(n_bins / bpo)
-        n_filters = min(bpo, n_bins)
-        top = spec.fmin * 2.0 ** (np.arange(n_bins - n_filters, n_bins) / bpo)
-        cutoff = top[-1] * (1 + 0.5 * librosa.filters.window_bandwidth("hann") * (2.0 ** (1.0 / bpo) - 1))
-        sr, hop = float(spec.sample_rate), spec.hop_length
-        # the plan: (downsampling factor before the octave, 1 = none; sample rate; hop; its filters' frequencies)
-        plan: list[tuple[int, float, int, np.ndarray]] = []
-        pending = 1
-        if cutoff < 0.85 * sr / 2:  # librosa 0.7: early downsampling, as far as the filters and the hop allow
-            count = min(max(0, math.ceil(math.log2(0.85 * sr / 2 / cutoff)) - 2),
-                        max(0, _two_factors(hop) - n_octaves + 1))
-            if count > 0:
-                pending, sr, hop = 2**count, sr / 2**count, hop // 2**count
-        else:  # the top octave at the full rate first
-            plan.append((1, sr, hop, top))
-            top = top / 2
-            n_octaves -= 1
-        if _two_factors(hop) < n_octaves - 1:
-            raise ValueError(f"features.hop_length must be a multiple of 2^{n_octaves - 1} for a {n_octaves}-octave CQT")
-        for i in range(n_octaves):
-            if i > 0:
-                pending, sr, hop = 2, sr / 2, hop // 2
-            plan.append((pending, sr, hop, top / 2**i))
-            pending = 1
-        self.plan = plan
+        self.plan = plan = octave_plan(spec)
         dev = self.device
         self._fir = {f: self._toeplitz(resampy_fir(window, num_table, f), f) for f in {p[0] for p in plan if p[0] > 1}}
         # each octave's filters as one real matrix on the frame's samples: [n_fft, 2 * filters] = [Re K | Im K] with
         # K = (rfft of the frame) @ (librosa's sparsified filter spectra).T / sqrt(filter lengths)
         self._kernels: list[torch.Tensor] = []
         for _, sr_o, _, freqs in plan:
-            basis, lengths = librosa.filters.wavelet(freqs=freqs, sr=sr_o, window="hann", filter_scale=1, pad_fft=True,
-                                                     norm=1, gamma=0, alpha=np.full(len(freqs), alpha))
-            n_fft = basis.shape[1]
-            basis *= lengths[:, None] / float(n_fft)
-            fft_basis = np.fft.fft(basis, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
-            fft_basis = librosa.util.sparsify_rows(fft_basis, quantile=0.01, dtype=np.complex128)
+            fft_basis, lengths = octave_filters(freqs, sr_o, alpha)
+            n_fft = 2 * (fft_basis.shape[1] - 1)
             fft_basis = np.asarray(fft_basis.todense() if hasattr(fft_basis, "todense") else fft_basis)
             k = np.arange(n_fft // 2 + 1)
             dft = np.exp(-2j * np.pi * np.outer(np.arange(n_fft), k) / n_fft)  # rfft as a matrix [n_fft, bins]

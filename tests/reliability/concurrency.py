@@ -13,21 +13,17 @@ import time
 from pathlib import Path
 
 from reliability import data
-from reliability.harness import Budget, Launched, Outcome, environment, run, share_time, snapshot
+from reliability.harness import Budget, Launched, Outcome, run, share_time, snapshot
 
 LIMIT = 600
 
 
 def extract(work: Path, count: int, rng: random.Random, budget: Budget) -> list[Outcome]:
     """``count`` pairs of ``asc extract`` (one worker each) started together on the same source and cache."""
-    from reliability.kills import _computed, _extract_cmd
+    from reliability.kills import _computed, _extract_cmd, extraction_reference
 
     n = 40
-    src = data.recordings(work / "recordings", n)
-    env = environment()
-    ref = run(_extract_cmd(src, work / "reference"), work, env, LIMIT)
-    assert ref.returncode == 0, ref.tail()
-    reference = {k: v for k, (_, v) in snapshot(work / "reference").items() if k.endswith(".npy")}
+    src, env, reference, _ = extraction_reference(work, n)
     budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
     for case in range(count):

@@ -27,7 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from reliability import data
-from reliability.harness import Budget, Finished, Launched, Outcome, asc, environment, run, share_time, snapshot
+from reliability.harness import Budget, Finished, Launched, Outcome, environment, run, share_time, snapshot
 
 LIMIT = 600
 
@@ -123,13 +123,9 @@ def _case(stage: str, disk: Path, cmd: list[str], cwd: Path, env: dict[str, str]
 # -- the stages ---------------------------------------------------------------------------------------------------
 def cache(work: Path, count: int, rng: random.Random, budget: Budget) -> list[Outcome]:
     """``asc extract`` of 40 clips into a 1 MiB tmpfs (the entries take about 430 KiB)."""
-    from reliability.kills import _computed, _extract_cmd
+    from reliability.kills import _computed, _extract_cmd, extraction_reference
 
-    src = data.recordings(work / "recordings", 40)
-    env = environment()
-    ref = run(_extract_cmd(src, work / "reference"), work, env, LIMIT)
-    assert ref.returncode == 0, ref.tail()
-    reference = {k: v for k, (_, v) in snapshot(work / "reference").items() if k.endswith(".npy")}
+    src, env, reference, seconds = extraction_reference(work, 40)
     budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
     for case in range(count):
@@ -141,7 +137,7 @@ def cache(work: Path, count: int, rng: random.Random, budget: Budget) -> list[Ou
             midway = case % 2 == 1
             leave = rng.choice([0, 4096, 30_000, 100_000]) if not midway else rng.choice([0, 8192, 20_000])
             cmd = _extract_cmd(src, disk)
-            outcome, again = _case("feature cache", disk, cmd, work, env, rng, ref.seconds, midway, leave, disk)
+            outcome, again = _case("feature cache", disk, cmd, work, env, rng, seconds, midway, leave, disk)
             now = {k: v for k, (_, v) in snapshot(disk).items() if k.endswith(".npy")}
             outcome.identical = {k: v for k, v in now.items()} == reference
             outcome.lost = len(set(reference) - set(now))

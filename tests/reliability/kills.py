@@ -52,13 +52,32 @@ def _computed(out: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def extract(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 2) -> list[Outcome]:
-    """Kill ``asc extract`` (one worker, 60 clips) at moments drawn uniformly over an uninterrupted run's time."""
-    src = data.recordings(work / "recordings", EXTRACT_CLIPS)
+def _close_chain(steps: list[Outcome], final: Finished, t0: float, failed: bool, tail: int = 800) -> list[Outcome]:
+    """A chain of kills on one case, closed: its last step carries the final rerun's tracebacks, hang and (when
+    ``failed``) output; the earlier kills share the chain's survival and identity; the chain's time is shared out."""
+    last = steps[-1]
+    last.tracebacks, last.hangs = final.tracebacks, int(final.timed_out)
+    if failed:
+        last.note += f"; rerun failed: {final.tail(tail)}"
+    for s in steps[:-1]:
+        s.survived, s.identical = last.survived, last.identical
+    return share_time(steps, t0)
+
+
+def extraction_reference(work: Path, clips: int) -> tuple[Path, dict[str, str], dict[str, bytes], float]:
+    """``clips`` generated recordings (``work/recordings``), the commands' environment, and the cache entries
+    (``.npy`` name -> bytes) and wall time of one uninterrupted ``asc extract`` of them into ``work/reference``."""
+    src = data.recordings(work / "recordings", clips)
     env = environment()
     ref = run(_extract_cmd(src, work / "reference"), work, env, LIMIT)
     assert ref.returncode == 0, ref.tail()
     reference = {k: v for k, (_, v) in snapshot(work / "reference").items() if k.endswith(".npy")}
+    return src, env, reference, ref.seconds
+
+
+def extract(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 2) -> list[Outcome]:
+    """Kill ``asc extract`` (one worker, 60 clips) at moments drawn uniformly over an uninterrupted run's time."""
+    src, env, reference, seconds = extraction_reference(work, EXTRACT_CLIPS)
     assert len(reference) == EXTRACT_CLIPS
     budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
@@ -72,7 +91,7 @@ def extract(work: Path, kills: int, rng: random.Random, budget: Budget, per_case
         for _ in range(n):
             if budget.spent and steps:  # out of time: no more kills, but the rerun below still runs
                 break
-            at = rng.uniform(0.0, ref.seconds)
+            at = rng.uniform(0.0, seconds)
             _, alive, when = kill_at(_extract_cmd(src, cache), work, env, at)
             now = {k: v for k, v in snapshot(cache).items() if k.endswith(".npy")}
             lost = sum(reference.get(k) != v[1] for k, v in now.items())  # half-written or wrong under a valid name
@@ -89,12 +108,7 @@ def extract(work: Path, kills: int, rng: random.Random, budget: Budget, per_case
         last.redone += max(0, (computed or 0) - (EXTRACT_CLIPS - len(before)))
         last.identical = {k: v for k, (_, v) in now.items()} == reference
         last.lost += len(set(reference) - set(now))
-        last.tracebacks, last.hangs = final.tracebacks, int(final.timed_out)
-        if not last.survived:
-            last.note += f"; rerun failed: {final.tail(500)}"
-        for s in steps[:-1]:
-            s.survived, s.identical = last.survived, last.identical
-        outcomes += share_time(steps, t0)
+        outcomes += _close_chain(steps, final, t0, failed=not last.survived, tail=500)
     return outcomes
 
 
@@ -155,15 +169,10 @@ def download(work: Path, kills: int, rng: random.Random, budget: Budget, per_cas
             last.survived = final.returncode == 0 and not final.timed_out
             last.identical = tree == members and done == {f"{k}.done" for k in archives}
             last.lost += lost + len(set(members) - set(tree))
-            last.tracebacks, last.hangs = final.tracebacks, int(final.timed_out)
             junk = leftovers(dest)
             if junk:
                 last.note += f"; left behind: {junk}"
-            if not last.survived:
-                last.note += f"; rerun failed: {final.tail(500)}"
-            for s in steps[:-1]:
-                s.survived, s.identical = last.survived, last.identical
-            outcomes += share_time(steps, t0)
+            outcomes += _close_chain(steps, final, t0, failed=not last.survived, tail=500)
         return outcomes
     finally:
         zenodo.close()
@@ -374,12 +383,7 @@ def _train_stage(stage: str, work: Path, kills: int, rng: random.Random, budget:
         junk = [p.name for p in (folder / "tmp").rglob("*") if p.is_file()]
         if junk:
             last.note += f"; left in TMPDIR: {len(junk)} file(s)"
-        last.tracebacks, last.hangs = final.tracebacks, int(final.timed_out)
-        if final.returncode:
-            last.note += f"; rerun failed: {final.tail(800)}"
-        for s in steps[:-1]:
-            s.survived, s.identical = last.survived, last.identical
-        outcomes += share_time(steps, t0)
+        outcomes += _close_chain(steps, final, t0, failed=bool(final.returncode))
     return outcomes
 
 
@@ -519,10 +523,5 @@ def tune(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: i
             last.note += f"; trials {done} != {reference}"
         if running or zombies:
             last.note += f"; left RUNNING: {len(running)} MLflow run(s), trials {zombies}"
-        last.tracebacks, last.hangs = final.tracebacks, int(final.timed_out)
-        if final.returncode:
-            last.note += f"; rerun failed: {final.tail(800)}"
-        for s in steps[:-1]:
-            s.survived, s.identical = last.survived, last.identical
-        outcomes += share_time(steps, t0)
+        outcomes += _close_chain(steps, final, t0, failed=bool(final.returncode))
     return outcomes

@@ -170,9 +170,6 @@ class FeatureCache:
                      report: ExtractReport, device: str | None, batch_size: int) -> None:
         """``features.backend=torch``: decode on worker processes, transform batches of equally long clips on
         ``device``, write the entries from a few threads."""
-
-
-
         if batch_size < 1:
             raise ValueError(f"batch size {batch_size} must be at least 1")
         n_workers = max(1, min(workers or cpu_count(), len(todo)))
@@ -268,15 +265,22 @@ class FeatureCache:
         return image
 
     def widths(self, files: Sequence[Path], names: Sequence[str]) -> np.ndarray:
-        """Frames of each file's entry (``-1`` where it has none, or where a damaged one cannot be computed again)."""
-
+        """Frames of each file's entry (``-1`` where it has none, or where a damaged one cannot be computed again),
+        from the ``.npy`` headers: the entries' bytes are checked where they are read (:meth:`read`). An entry whose
+        header cannot be read, or that is shorter than its header says, is repaired here."""
         out = np.full(len(files), -1, dtype=np.int64)
         for i, (audio, name) in enumerate(zip(files, names, strict=True)):
             try:
+                out[i] = np.load(self.entry(audio, name), mmap_mode="r").shape[1]
+                continue
+            except FileNotFoundError:
+                continue
+            except (ValueError, OSError, EOFError, IndexError):  # a damaged header, or cut short
+                pass
+            try:
                 out[i] = self.read(audio, name).shape[1]
-            except (FileNotFoundError, AudioError, ValueError) as err:
-                if not isinstance(err, FileNotFoundError):
-                    log.warning("%s", _message(audio, err))
+            except (AudioError, ValueError) as err:
+                log.warning("%s", _message(audio, err))
         return out
 
     def load(self, files: Sequence[Path], names: Sequence[str], width: int | None = None,

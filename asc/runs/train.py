@@ -333,6 +333,29 @@ def resumable(store: TrackingStore, experiment_id: str, config_hash_: str, paren
     return chosen
 
 
+def _reopen(store: TrackingStore, earlier: Any, cfg: DictConfig, name: str) -> tuple[Any, Path]:
+    """Continue the unfinished MLflow run ``earlier`` (see :func:`resumable`): reopened, a half-written checkpoint
+    removed, the metrics a server that went away could not take sent, tagged ``resumed`` and ``resumed.after`` (what
+    ended the attempt before; its ``error`` tag removed). Returns its logger and checkpoint folder."""
+    run_id = earlier.info.run_id
+    folder = Path(earlier.data.tags["checkpoint_dir"])
+    store.reopen_run(run_id)
+    for tmp in folder.glob(".*.tmp"):  # a checkpoint the killed process was writing
+        tmp.unlink(missing_ok=True)
+    sent = store.replay(run_id, folder / JOURNAL)
+    if sent:
+        log.info("%s: %d metric value(s) kept while the tracking server was away sent to run %s", name, sent, run_id)
+    stopped = earlier.data.tags.get("error", f"left {earlier.info.status}")
+    store.set_tags(run_id, {"resumed": int(earlier.data.tags.get("resumed", 0)) + 1, "resumed.after": stopped,
+                            **placement_tags()})
+    if "error" in earlier.data.tags:
+        store.delete_tag(run_id, "error")
+    log.info("%s: resuming MLflow run %s from %s (resume=false starts afresh)", name, run_id, folder / "last.ckpt")
+    logger = store.logger(cfg.logger.experiment, name, {}, cfg.logger.get("artifacts"), run_id=run_id)
+    logger.journal = folder / JOURNAL
+    return logger, folder
+
+
 def run(cfg: DictConfig, callbacks: list[Callback] | None = None, parent_run_id: str | None = None,
         tags: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build, fit and test, record one run into MLflow; returns its results (accuracies, ids, time).
@@ -384,24 +407,8 @@ def run(cfg: DictConfig, callbacks: list[Callback] | None = None, parent_run_id:
         if cfg.get("resume", True) and parent_run_id is None:
             earlier = resumable(store, experiment_id, run_tags_["config_hash"], parent)
         if earlier is not None:
-            run_id = earlier.info.run_id
-            folder = Path(earlier.data.tags["checkpoint_dir"])
+            logger, folder = _reopen(store, earlier, cfg, s.name)
             resume_from: Path | None = folder / "last.ckpt"
-            store.reopen_run(run_id)
-            for tmp in folder.glob(".*.tmp"):  # a checkpoint the killed process was writing
-                tmp.unlink(missing_ok=True)
-            sent = store.replay(run_id, folder / JOURNAL)  # what a server that went away could not take
-            if sent:
-                log.info("%s: %d metric value(s) kept while the tracking server was away sent to run %s", s.name, sent,
-                         run_id)
-            stopped = earlier.data.tags.get("error", f"left {earlier.info.status}")  # what ended the earlier attempt
-            store.set_tags(run_id, {"resumed": int(earlier.data.tags.get("resumed", 0)) + 1, "resumed.after": stopped,
-                                    **placement_tags()})
-            if "error" in earlier.data.tags:
-                store.delete_tag(run_id, "error")
-            log.info("%s: resuming MLflow run %s from %s (resume=false starts afresh)", s.name, run_id, resume_from)
-            logger = store.logger(cfg.logger.experiment, s.name, {}, cfg.logger.get("artifacts"), run_id=run_id)
-            logger.journal = folder / JOURNAL
         else:
             logger = store.logger(cfg.logger.experiment, s.name, run_tags_, cfg.logger.get("artifacts"))
             folder = (Path(cfg.paths.outputs) / "checkpoints" / logger.run_id).resolve()

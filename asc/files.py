@@ -16,8 +16,8 @@ from __future__ import annotations
 import errno
 import io
 import logging
-import shutil
 import os
+import shutil
 import struct
 import tempfile
 import zlib
@@ -47,10 +47,6 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
-    atomic_write(path, lambda f: np.save(f, array))
 
 
 class DiskFull(OSError):
@@ -104,6 +100,12 @@ def checked_npy(array: np.ndarray) -> bytes:
     np.save(buf, array, allow_pickle=False)
     body = buf.getvalue()
     return body + _TRAILER.pack(_MAGIC, zlib.crc32(body), len(body))
+
+
+def checked_size(array: np.ndarray) -> int:
+    """Bytes of ``array`` as a checked ``.npy`` file: its data, numpy's 128-byte header (arrays of a few dimensions)
+    and the trailer."""
+    return array.nbytes + 128 + _TRAILER.size
 
 
 def atomic_save_checked(path: str | Path, array: np.ndarray) -> None:

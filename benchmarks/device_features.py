@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import interleaved, machine, save, sync, table
+from benchmarks.common import interleaved, save, sync, table
 
 
 def tau_clips(folder: Path, n: int, seed: int = 0) -> list[Path]:

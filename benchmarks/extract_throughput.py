@@ -22,7 +22,7 @@ def main() -> None:
     from joblib import cpu_count
 
     from asc.config import feature_spec
-from asc.data.cache import FeatureCache
+    from asc.data.cache import FeatureCache
     from asc.data.synth import SynthConfig, clip_names, generate
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

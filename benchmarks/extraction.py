@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
             ("asc FeatureCache, 1 core", f"{res['ours_1core_s_per_clip']:.3f} s/clip   {res['ratio_1core']:.2f}x reference"),
             (f"asc FeatureCache, {args.workers} cores", f"{res['ours_all_s_per_clip']:.3f} s/clip   {res['ratio_all']:.2f}x reference"),
             ("scaling 1 -> all cores", f"{res['scaling']:.2f}x on {args.workers} cores"),
-            (f"asc FeatureCache, backend=torch", f"{res['ours_torch_s_per_clip']:.3f} s/clip   {res['ratio_torch']:.2f}x reference"),
+            ("asc FeatureCache, backend=torch", f"{res['ours_torch_s_per_clip']:.3f} s/clip   {res['ratio_torch']:.2f}x reference"),
         ],
         f"target: >= 2x the reference on 2 cores; load average before the run {os.getloadavg()[0]:.1f}",
     )

@@ -94,6 +94,29 @@ def test_cache_is_keyed_written_atomically_and_reused(tmp_path):
     assert torch.allclose(half["train"].float(), banks["train"], rtol=2e-3, atol=2e-3)
 
 
+@pytest.mark.parametrize("damage", ["flip", "cut", "info"])
+def test_a_damaged_entry_is_computed_again_not_trained_on(tmp_path, caplog, damage):
+    """A cache entry whose bytes changed (a flipped bit, an array cut short, a garbled info.json) is found when it is
+    loaded, said once, computed again into the same folder, and gives the original numbers."""
+    module, images = _module(), _images()
+    first, cache, computed, _ = _build(module, images, tmp_path, positions=2)
+    assert computed
+    train = cache.dir / "train.npy"
+    good = train.read_bytes()
+    if damage == "flip":
+        train.write_bytes(good[:-100] + bytes([good[-100] ^ 1]) + good[-99:])
+    elif damage == "cut":
+        train.write_bytes(good[: len(good) // 2])
+    else:
+        (cache.dir / "info.json").write_text("{not json")
+    with caplog.at_level("WARNING", logger="asc.model.embeddings"):
+        again, same, computed, _ = _build(module, images, tmp_path, positions=2)
+    assert computed and same.dir == cache.dir
+    assert torch.equal(again["train"], first["train"]) and train.read_bytes() == good
+    assert [r.getMessage().count("computing it again") for r in caplog.records] == [1]
+    assert not _build(module, images, tmp_path, positions=2)[2]  # repaired: loaded from then on
+
+
 def test_jobs_needing_one_entry_at_once_compute_it_once(tmp_path, monkeypatch):
     import threading
     import time

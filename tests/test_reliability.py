@@ -70,8 +70,10 @@ def test_damaged_feature_entry_is_computed_again(tiny_tau, tmp_path):
     assert np.array_equal(images[1], load_checked(entry))
 
 
-def test_full_disk_in_a_cache_worker_is_a_clear_error_and_leaves_nothing(tiny_tau, tmp_path, monkeypatch):
-    """ENOSPC while an entry is written: DiskFull naming the cache folder, no entry or temporary file left."""
+@pytest.mark.parametrize("backend", ["librosa", "torch"])
+def test_full_disk_in_a_cache_worker_is_a_clear_error_and_leaves_nothing(tiny_tau, tmp_path, monkeypatch, backend):
+    """ENOSPC while an entry is written (by a worker process, or by a writer thread of the batched torch backend):
+    DiskFull naming the cache folder and the entries still to write, no entry or temporary file left."""
     import asc.files
     from asc.data.cache import FeatureCache
     from asc.data.dataset import read_tau
@@ -85,10 +87,10 @@ def test_full_disk_in_a_cache_worker_is_a_clear_error_and_leaves_nothing(tiny_ta
         return real(src, dst)
 
     monkeypatch.setattr(asc.files.os, "replace", full)
-    spec = FeatureSpec(sample_rate=8000, n_bins=168, hop_length=256)
+    spec = FeatureSpec(sample_rate=8000, n_bins=168, hop_length=256, backend=backend)
     df = read_tau(tiny_tau)[:2]
     cache = FeatureCache(tmp_path, spec)
-    with pytest.raises(DiskFull, match=rf"{cache.dir}: no space left for .* more needed"):
+    with pytest.raises(DiskFull, match=rf"{cache.dir}: no space left for 2 more feature cache entries .* more needed"):
         cache.build([tiny_tau / f for f in df["filename"]], list(df["filename"]), workers=1, progress=False)
     assert not list(cache.dir.rglob("*.npy")) and not list(cache.dir.rglob("*.tmp"))
 

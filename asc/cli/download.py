@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
+from asc.cli.console import fail
 from asc.data.download import RECORD, DownloadError, download
 from asc.data.scenes import DEV_DIRNAME
-from asc.files import DiskFull, no_space
+from asc.files import DiskFull, disk_full, no_space
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,12 +37,9 @@ def main(argv: list[str] | None = None) -> None:
         root = download(a.dest, a.record, a.record_url, a.base_url, a.delete_archives, a.timeout, a.retries,
                         not a.no_space_check, a.refresh, not a.no_progress)
     except (DownloadError, DiskFull) as err:
-        print(f"asc download: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+        fail("download", err)
     except OSError as err:
         if not no_space(err):
             raise
-        print(f"asc download: {a.dest}: no space left on its device ({err.strerror}); free space there, then rerun",
-              file=sys.stderr)
-        raise SystemExit(1) from None
+        fail("download", disk_full(a.dest, "the dataset"))
     print(f"{root}: ready. Check it with `asc verify {root}`")

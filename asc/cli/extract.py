@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 
 from joblib import cpu_count
 
+from asc.cli.console import fail
 from asc.config import feature_spec
 from asc.data.audio import AudioError
 from asc.data.cache import BATCH_SIZE, FeatureCache
 from asc.data.dataset import DatasetError, add_dataset_arguments, read_folder, read_tau, safe_path
-from asc.files import DiskFull
 from asc.data.features import torch_transform
+from asc.files import DiskFull
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,8 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         report = cache.build(files, list(df["filename"]), workers, a.on_error, progress=not a.no_progress,
                              device=a.device, batch_size=a.batch_size)
     except (AudioError, DatasetError, ValueError, DiskFull) as err:
-        print(f"asc extract: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+        fail("extract", err)
     seconds = time.perf_counter() - start
     size = sum(f.stat().st_size for f in cache.dir.glob("*.npy"))
     rate = report.computed / seconds if report.computed else 0.0

@@ -40,7 +40,8 @@ from tqdm.auto import tqdm
 
 from asc.data.audio import AudioError
 from asc.data.features import NOT_FINITE, FeatureSpec, audio_from_file, emphasis, image_from_file, torch_transform
-from asc.files import DamagedFile, atomic_save_checked, atomic_write_text, disk_full, exclusive, load_checked, no_space
+from asc.files import (DamagedFile, atomic_save_checked, atomic_write_text, checked_size, disk_full, exclusive,
+                       load_checked, no_space)
 
 log = logging.getLogger(__name__)
 
@@ -207,17 +208,22 @@ class FeatureCache:
                 if isinstance(ok, str) or not ok:
                     failed(audio, ok if isinstance(ok, str) else f"{audio}: {NOT_FINITE}")
                     continue
-                entry_bytes[0] = image.nbytes + 148  # header and checksum
+                entry_bytes[0] = checked_size(image)
                 writes.append(writer.submit(atomic_save_checked, dst, image))
                 report.computed += 1
                 bar.update()
             while len(writes) > 4 * batch_size:  # bounded: wait for the oldest writes
-                try:
-                    writes.pop(0).result()
-                except OSError as err:
-                    if no_space(err):
-                        raise self._full(len(todo) - report.computed + len(writes), entry_bytes[0]) from None
-                    raise
+                settle(writes.pop(0))
+
+        def settle(write: Future) -> None:
+            """Wait for one entry's write; a full disk is this cache's error, counting the entries still to write (this
+            one, those waiting to be written, those not yet computed)."""
+            try:
+                write.result()
+            except OSError as err:
+                if no_space(err):
+                    raise self._full(len(todo) - report.computed + len(writes) + 1, entry_bytes[0]) from None
+                raise
 
         bar = tqdm(total=len(todo), desc=f"{self.spec.kind} spectrograms ({transform.device.type})", unit="clip",
                    disable=not progress)
@@ -238,13 +244,8 @@ class FeatureCache:
                     flush(max(pending, key=lambda n: len(pending[n])))
             for length in list(pending):
                 flush(length)
-            try:
-                for w in writes:
-                    w.result()
-            except OSError as err:
-                if no_space(err):
-                    raise self._full(len(todo) - report.computed + len(writes), entry_bytes[0]) from None
-                raise
+            while writes:
+                settle(writes.pop(0))
 
     def _full(self, remaining: int, entry_bytes: int):
         """The :class:`asc.files.DiskFull` error of this cache, ``remaining`` entries of about ``entry_bytes`` to go."""
@@ -337,7 +338,7 @@ def _extract_one(audio: Path, dst: Path, spec: FeatureSpec) -> tuple[Path, str |
         atomic_save_checked(dst, image)
     except OSError as err:
         if no_space(err):
-            return audio, image.nbytes + 148  # header and checksum
+            return audio, checked_size(image)
         raise
     return audio, None
 

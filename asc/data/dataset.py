@@ -24,7 +24,6 @@ import argparse
 import csv
 import hashlib
 import logging
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field

@@ -13,7 +13,6 @@ audio need. Only the standard library is used.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging

@@ -21,7 +21,6 @@ Layout written (as Zenodo's archives unpack)::
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil

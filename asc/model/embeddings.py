@@ -39,7 +39,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 from torch import nn
 
@@ -242,6 +241,19 @@ class EmbeddingCache:
         info = {"dtype": dtype, "shapes": {p: list(banks[p].shape) for p in self.PARTS}, "key": self.fields}
         atomic_write_text(self.dir / "info.json", json.dumps(info, indent=2, default=str))
 
+    def usable(self, warn: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None:
+        """:meth:`load` of a complete entry; None if there is none, or if it is damaged (said in a warning)."""
+        if not self.complete():
+            return None
+        try:
+            loaded = self.load()
+        except DamagedFile as err:
+            if warn:
+                log.warning("embedding cache: %s; computing it again", err)
+            return None
+        log.info("embedding cache: using %s", self.dir)
+        return loaded
+
     def discard(self) -> None:
         """Delete the entry (``info.json`` first: it is incomplete from the first deletion on)."""
         (self.dir / "info.json").unlink(missing_ok=True)
@@ -287,23 +299,14 @@ def build_or_load(
         "images": images_digest({p: banks[p] for p in EmbeddingCache.PARTS}),
     }
     cache = EmbeddingCache(root, fields)
-    if cache.complete():
-        try:
-            loaded = cache.load()
-            log.info("embedding cache: using %s", cache.dir)
-            return (*loaded, cache, False)
-        except DamagedFile as err:
-            log.warning("embedding cache: %s; computing it again", err)
+    if (loaded := cache.usable()) is not None:
+        return (*loaded, cache, False)
     # jobs of one sweep cell (its seeds) share the entry: the first computes it, the others wait and load it
     Path(root).mkdir(parents=True, exist_ok=True)
     with exclusive(Path(root) / f".{cache.dir.name}.lock", f"{cache.dir}: another job is computing it; waiting"):
-        if cache.complete():
-            try:
-                loaded = cache.load()
-                log.info("embedding cache: using %s", cache.dir)
-                return (*loaded, cache, False)
-            except DamagedFile:
-                cache.discard()
+        if (loaded := cache.usable(warn=False)) is not None:  # computed by the job we waited for
+            return (*loaded, cache, False)
+        cache.discard()  # a damaged entry, or the files of a job killed while it saved one
         outputs, real = _compute(net, banks, cfg, views, cache, precision=precision, device=device)
         cache.save(outputs, real, cfg.dtype)
         return outputs, real, cache, True

@@ -215,11 +215,11 @@ def fail_dead_trials(study, store: TrackingStore, exp_id: str, parent: str) -> l
             if process_gone(t.user_attrs.get(PROCESS_ATTR))]
     for t in dead:
         study.tell(t.number, state=TrialState.FAIL)
-        for run in store.children(parent, f"tags.`optuna.trial` = '{t.number}'"):
-            for child in [run, *store.children(run.info.run_id, "attributes.status = 'RUNNING'")]:
+        for trial_run in store.children(parent, f"tags.`optuna.trial` = '{t.number}'"):
+            for child in [trial_run, *store.children(trial_run.info.run_id, "attributes.status = 'RUNNING'")]:
                 if child.info.status == "RUNNING":
                     store.end_run(child.info.run_id, "KILLED")
-            store.set_tags(run.info.run_id, {"optuna.state": "FAIL"})
+            store.set_tags(trial_run.info.run_id, {"optuna.state": "FAIL"})
     if dead:
         log.info("study %s: trial(s) %s left running by a process that died: marked FAIL", study.study_name,
                  [t.number for t in dead])

@@ -51,6 +51,16 @@ def unreachable(uri: str, timeout: float = 2.0) -> str | None:
         return str(getattr(err, "reason", err)) or type(err).__name__
 
 
+def stopped_answering(uri: str, run_id: str, why: str, err: BaseException, kept: str = "", then: str = "") -> TrackingError:
+    """The error of a run whose tracking server at ``uri`` stopped answering (``why``; the failed call raised
+    ``err``): what is ``kept`` locally and to rerun once the server is back (the run resumes, ``then`` ...)."""
+    return TrackingError(
+        f"the MLflow tracking server at {uri} stopped answering during run {run_id} ({why}; {type(err).__name__}). "
+        f"Nothing is lost{': ' + kept if kept else ''}. When the server answers again, rerun the same command: the run "
+        f"resumes from its last checkpoint{then}"
+    )
+
+
 def check_server(uri: str, tries: int = 3, timeout: float = 2.0, pause: float = 0.5) -> None:
     """Raise :class:`TrackingError` if ``uri`` is a tracking server and nothing answers there after ``tries`` tries
     (at most ``tries * timeout + (tries - 1) * pause`` seconds); other stores pass at once."""

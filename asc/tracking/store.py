@@ -51,7 +51,8 @@ from sqlalchemy.exc import ArgumentError
 
 from asc.files import disk_full, exclusive, free_space, no_space
 from asc.tracking.confusion import confusion_csv, plot_confusion
-from asc.tracking.health import DEFAULT_URI, TrackingError, check_server, is_server, resolve_uri, unreachable
+from asc.tracking.health import (DEFAULT_URI, TrackingError, check_server, is_server, resolve_uri, stopped_answering,
+                                 unreachable)
 
 __all__ = ["DEFAULT_URI", "TrackingError", "TrackingStore", "resolve_uri"]
 #: ``mlflow.experimentKind`` of the project's experiments: model training (the UI then opens on the runs).
@@ -135,11 +136,7 @@ class JournalledLogger(MLFlowLogger):
             self._keep(metrics, step)
             where = (f"the checkpoints are in {self.journal.parent} and the metrics it could not take in "
                      f"{self.journal}" if self.journal else "the checkpoints are in the run's folder")
-            raise TrackingError(
-                f"the MLflow tracking server at {self._tracking_uri} stopped answering during run {self.run_id} "
-                f"({why}; {type(err).__name__}). Nothing is lost: {where}. When the server answers again, rerun the "
-                "same command: the run resumes from its last checkpoint and sends them first"
-            ) from None
+            raise stopped_answering(self._tracking_uri, self.run_id, why, err, where, " and sends them first") from None
 
     def _keep(self, metrics: Mapping[str, float], step: int | None) -> None:
         if self.journal is None:
@@ -291,11 +288,7 @@ class TrackingStore:
                 if why is not None and isinstance(err, TrackingError):
                     raise  # said already (JournalledLogger)
                 if why is not None:
-                    raise TrackingError(
-                        f"the MLflow tracking server at {self.uri} stopped answering during run {run_id} ({why}; "
-                        f"{type(err).__name__}). Nothing is lost{': ' + kept if kept else ''}. When the server answers "
-                        "again, rerun the same command: the run resumes from its last checkpoint"
-                    ) from None
+                    raise stopped_answering(self.uri, run_id, why, err, kept) from None
             stopped = isinstance(err, (KeyboardInterrupt, SystemExit)) or type(err).__name__ == "TrialPruned"
             try:
                 self.client.set_tag(run_id, "error", f"{type(err).__name__}: {err}"[:5000])

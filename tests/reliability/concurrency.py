@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from reliability import data
-from reliability.harness import Budget, Launched, Outcome, run, share_time, snapshot
+from reliability.harness import Budget, Launched, Outcome, arrays, run, share_time
 
 LIMIT = 600
 
@@ -24,11 +24,8 @@ def extract(work: Path, count: int, rng: random.Random, budget: Budget) -> list[
 
     n = 40
     src, env, reference, _ = extraction_reference(work, n)
-    budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
-    for case in range(count):
-        if budget.spent:
-            break
+    for case in budget.cases(count):
         t0 = time.monotonic()
         cache = data.fresh(work / f"case{case}") / "cache"
         delay = rng.uniform(0.0, 2.0)
@@ -36,7 +33,7 @@ def extract(work: Path, count: int, rng: random.Random, budget: Budget) -> list[
         time.sleep(delay)
         b = Launched(_extract_cmd(src, cache), work, env)
         fa, fb = a.finish(LIMIT), b.finish(LIMIT)
-        now = {k: v for k, (_, v) in snapshot(cache).items() if k.endswith(".npy")}
+        now = arrays(cache)
         computed = (_computed(fa.output) or 0) + (_computed(fb.output) or 0)
         o = Outcome("concurrency", "two extractions", f"second started {delay:.2f} s after the first",
                     survived=fa.returncode == 0 and fb.returncode == 0, identical=now == reference,
@@ -64,11 +61,8 @@ def sweep(work: Path, count: int, rng: random.Random, budget: Budget) -> list[Ou
     assert ref.returncode == 0, ref.tail()
     reference = {r.config_hash: r for r in _jobs(stores.runs(ref_dir / "mlflow.db", artifacts=False))}
     clips = _features_computed(ref.output)
-    budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
-    for case in range(count):
-        if budget.spent:
-            break
+    for case in budget.cases(count):
         t0 = time.monotonic()
         folder = data.fresh(work / f"case{case}", world.store)
         delay = rng.uniform(0.0, 3.0)

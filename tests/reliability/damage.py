@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from reliability import data
-from reliability.harness import Budget, Launched, Outcome, asc, environment, run, share_time, snapshot
+from reliability.harness import Budget, Launched, Outcome, arrays, asc, environment, run, share_time
 
 #: Seconds ``asc predict`` may spend on one file.
 PER_FILE = 10.0
@@ -240,14 +240,14 @@ def cache(work: Path, count: int, rng: random.Random, budget: Budget) -> list[Ou
         ref = run(world.command(ref_dir, *extra), ref_dir, world.env, LIMIT)
         assert ref.returncode == 0, ref.tail()
         (reference,) = stores.runs(ref_dir / "mlflow.db", artifacts=False)
-        good = {k: v for k, (_, v) in snapshot(ref_dir / "cache").items() if k.endswith(".npy")}
+        good = arrays(ref_dir / "cache")
         folder = data.fresh(work / f"case-{kind[:3]}", world.store)
         shutil.copytree(ref_dir / "cache", folder / "cache")  # embedding entries too
         pool = sorted(k for k in good if ("embeddings-" in k) == (kind == "embedding cache"))
         chosen = rng.sample(pool, min(n, len(pool)))
         hows = {k: _damage_entry(folder / "cache" / k, rng) for k in chosen}
         fin = run(world.command(folder, *extra), folder, world.env, LIMIT)
-        now = {k: v for k, (_, v) in snapshot(folder / "cache").items() if k.endswith(".npy")}
+        now = arrays(folder / "cache")
         runs = stores.runs(folder / "mlflow.db", artifacts=False)
         finished = [r for r in runs if r.status == "FINISHED"]
         diff = stores.same_metrics(reference, finished[0]) if len(finished) == 1 else ["no finished run"]

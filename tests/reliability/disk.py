@@ -27,7 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from reliability import data
-from reliability.harness import Budget, Finished, Launched, Outcome, environment, run, share_time, snapshot
+from reliability.harness import Budget, Finished, Launched, Outcome, arrays, environment, run, share_time
 
 LIMIT = 600
 
@@ -126,11 +126,8 @@ def cache(work: Path, count: int, rng: random.Random, budget: Budget) -> list[Ou
     from reliability.kills import _computed, _extract_cmd, extraction_reference
 
     src, env, reference, seconds = extraction_reference(work, 40)
-    budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
-    for case in range(count):
-        if budget.spent:
-            break
+    for case in budget.cases(count):
         t0 = time.monotonic()
         disk = mount(data.fresh(work / f"case{case}") / "disk", 1 << 20)
         try:
@@ -138,8 +135,8 @@ def cache(work: Path, count: int, rng: random.Random, budget: Budget) -> list[Ou
             leave = rng.choice([0, 4096, 30_000, 100_000]) if not midway else rng.choice([0, 8192, 20_000])
             cmd = _extract_cmd(src, disk)
             outcome, again = _case("feature cache", disk, cmd, work, env, rng, seconds, midway, leave, disk)
-            now = {k: v for k, (_, v) in snapshot(disk).items() if k.endswith(".npy")}
-            outcome.identical = {k: v for k, v in now.items()} == reference
+            now = arrays(disk)
+            outcome.identical = now == reference
             outcome.lost = len(set(reference) - set(now))
             computed = _computed(again.output) or 0
             outcome.note += f"; rerun computed {computed}"
@@ -165,11 +162,8 @@ def artifacts(work: Path, count: int, rng: random.Random, budget: Budget) -> lis
     ref = run(world.command(ref_dir, *extra), ref_dir, world.env, LIMIT)
     assert ref.returncode == 0, ref.tail()
     (reference,) = stores.runs(ref_dir / "mlflow.db")
-    budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
-    for case in range(count):
-        if budget.spent:
-            break
+    for case in budget.cases(count):
         t0 = time.monotonic()
         folder = data.fresh(work / f"case{case}", world.store, ref_dir / "cache")
         disk = mount(folder / "mlartifacts", 8 << 20)
@@ -213,9 +207,7 @@ def download(work: Path, count: int, rng: random.Random, budget: Budget) -> list
     try:
         ref = run(_download_cmd(zenodo.record_url, work / "reference"), work, env, LIMIT)
         assert ref.returncode == 0, ref.tail()
-        for case in range(count):
-            if budget.spent:
-                break
+        for case in budget.cases(count):
             t0 = time.monotonic()
             disk = mount(data.fresh(work / f"case{case}") / "disk", 8 << 20)
             try:

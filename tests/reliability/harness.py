@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -186,6 +186,11 @@ def snapshot(folder: Path, pattern: str = "**/*") -> dict[str, tuple[int, bytes]
     return out
 
 
+def arrays(folder: Path) -> dict[str, bytes]:
+    """``{relative path: bytes}`` of the ``.npy`` files under ``folder`` (cache entries), as :func:`snapshot` sees them."""
+    return {k: v for k, (_, v) in snapshot(folder, "**/*.npy").items()}
+
+
 def leftovers(folder: Path) -> list[str]:
     """Temporary files under ``folder`` (``.*.tmp``, ``*.part``): what a killed job may leave, never read as valid."""
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
@@ -256,6 +261,15 @@ class Budget:
     @property
     def spent(self) -> bool:
         return self.left() <= 0
+
+    def cases(self, count: int) -> Iterator[int]:
+        """Case numbers ``0 .. count - 1`` while time is left; the limit counts from the first case, not from the
+        stage's reference run before it."""
+        self.begin()
+        for case in range(count):
+            if self.spent:
+                return
+            yield case
 
 
 def share_time(outcomes: Sequence[Outcome], since: float) -> list[Outcome]:

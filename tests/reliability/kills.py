@@ -22,20 +22,32 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from reliability import data
-from reliability.harness import Budget, Finished, Outcome, asc, environment, kill_at, leftovers, run, share_time, snapshot
+from reliability.harness import (Budget, Finished, Outcome, arrays, asc, environment, kill_at, leftovers, run, share_time,
+                                snapshot)
 
 #: Seconds a command may take before it counts as hung.
 LIMIT = 600
 
 
-def _chains(kills: int, per_case: int, injected: Callable[[], int]) -> Iterator[tuple[int, int]]:
-    """``(case, kills for it)``, at most ``per_case`` each, until ``kills`` are injected (``injected()`` counts them).
-    A chain of kills on one case ends early when the command finishes before the next kill (a resumed run has less
-    left to do), so new cases start until the count is reached; the stage's time limit stops it too."""
+def _chains(budget: Budget, kills: int, per_case: int, injected: Callable[[], int]) -> Iterator[tuple[int, int]]:
+    """``(case, kills for it)``, at most ``per_case`` each, until ``kills`` are injected (``injected()`` counts them)
+    or the stage's time, counted from the first case, is spent. A chain of kills on one case ends early when the
+    command finishes before the next kill (a resumed run has less left to do), so new cases start until the count is
+    reached."""
+    budget.begin()
     case = 0
-    while (left := kills - injected()) > 0:
+    while (left := kills - injected()) > 0 and not budget.spent:
         yield case, min(per_case, left)
         case += 1
+
+
+def _moments(budget: Budget, n: int, steps: list[Outcome], rng: random.Random, window: float) -> Iterator[float]:
+    """Up to ``n`` kill moments drawn uniformly over ``window`` seconds, one per kill of a chain (``steps``: its
+    outcomes so far). Out of time, no more kills once the chain has one; the rerun after them still runs."""
+    for _ in range(n):
+        if budget.spent and steps:
+            return
+        yield rng.uniform(0.0, window)
 
 
 # -- asc extract ---------------------------------------------------------------------------------------------------
@@ -71,36 +83,29 @@ def extraction_reference(work: Path, clips: int) -> tuple[Path, dict[str, str], 
     env = environment()
     ref = run(_extract_cmd(src, work / "reference"), work, env, LIMIT)
     assert ref.returncode == 0, ref.tail()
-    reference = {k: v for k, (_, v) in snapshot(work / "reference").items() if k.endswith(".npy")}
-    return src, env, reference, ref.seconds
+    return src, env, arrays(work / "reference"), ref.seconds
 
 
 def extract(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: int = 2) -> list[Outcome]:
     """Kill ``asc extract`` (one worker, 60 clips) at moments drawn uniformly over an uninterrupted run's time."""
     src, env, reference, seconds = extraction_reference(work, EXTRACT_CLIPS)
     assert len(reference) == EXTRACT_CLIPS
-    budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
-    for case, n in _chains(kills, per_case, lambda: len(outcomes)):
-        if budget.spent:
-            break
+    for case, n in _chains(budget, kills, per_case, lambda: len(outcomes)):
         t0 = time.monotonic()
         cache = data.fresh(work / f"case{case}") / "cache"
         before: dict[str, tuple[int, bytes]] = {}
         steps = []
-        for _ in range(n):
-            if budget.spent and steps:  # out of time: no more kills, but the rerun below still runs
-                break
-            at = rng.uniform(0.0, seconds)
+        for at in _moments(budget, n, steps, rng, seconds):
             _, alive, when = kill_at(_extract_cmd(src, cache), work, env, at)
-            now = {k: v for k, v in snapshot(cache).items() if k.endswith(".npy")}
+            now = snapshot(cache, "**/*.npy")  # with times: an entry rewritten with the same bytes is redone too
             lost = sum(reference.get(k) != v[1] for k, v in now.items())  # half-written or wrong under a valid name
             redone = sum(now.get(k) != v for k, v in before.items())  # a finished entry rewritten
             steps.append(Outcome("kill", "extract", f"kill at {when:.2f} s" + ("" if alive else " (had ended)"),
                                  survived=True, lost=lost, redone=redone, note=f"{len(now)} entries done"))
             before = now
         final = run(_extract_cmd(src, cache), work, env, LIMIT)
-        now = {k: v for k, v in snapshot(cache).items() if k.endswith(".npy")}
+        now = snapshot(cache, "**/*.npy")
         computed = _computed(final.output)
         last = steps[-1]
         last.survived = final.returncode == 0 and not final.timed_out
@@ -138,20 +143,15 @@ def download(work: Path, kills: int, rng: random.Random, budget: Budget, per_cas
     try:
         ref = run(_download_cmd(zenodo.record_url, work / "reference"), work, env, LIMIT)
         assert ref.returncode == 0, ref.tail()
-        budget.begin()  # the time limit counts from the first fault, not the reference run
         outcomes = []
-        for case, n in _chains(kills, per_case, lambda: len(outcomes)):
-            if budget.spent:
-                break
+        for case, n in _chains(budget, kills, per_case, lambda: len(outcomes)):
             t0 = time.monotonic()
             dest = data.fresh(work / f"case{case}") / "dest"
             steps: list[Outcome] = []
             state: tuple[set[str], dict[str, int]] = (set(), {})  # archives complete, bytes of each .part
-            for _ in range(n):
-                if budget.spent and steps:  # out of time: no more kills, but the rerun below still runs
-                    break
+            for at in _moments(budget, n, steps, rng, ref.seconds):
                 zenodo.requests.clear()
-                _, alive, when = kill_at(_download_cmd(zenodo.record_url, dest), work, env, rng.uniform(0.0, ref.seconds))
+                _, alive, when = kill_at(_download_cmd(zenodo.record_url, dest), work, env, at)
                 if steps:  # what this run fetched that the previous kill had left complete or partly done
                     steps[-1].redone += _refetched(zenodo, *state)
                 lost, complete, parts = _download_state(dest, archives, members, md5)
@@ -308,11 +308,8 @@ def _train_stage(stage: str, work: Path, kills: int, rng: random.Random, budget:
     ref_dir, window, ref_runs = _reference(world, "reference", extra, marker, done, whole)
     reference = {r.config_hash: r for r in _jobs(ref_runs)}
     steps_of_epoch = {h: sorted(r.values("val/acc")) for h, r in reference.items()}
-    budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
-    for case, n in _chains(kills, per_case, lambda: len(outcomes)):
-        if budget.spent:
-            break
+    for case, n in _chains(budget, kills, per_case, lambda: len(outcomes)):
         t0 = time.monotonic()
         folder = data.fresh(work / f"case{case}", world.store, ref_dir / "cache")
         env = {**world.env, "TMPDIR": str(folder / "tmp")}
@@ -320,11 +317,9 @@ def _train_stage(stage: str, work: Path, kills: int, rng: random.Random, budget:
         steps: list[Outcome] = []
         kept: dict[str, int] = {}
         records: list = []
-        for _ in range(n):
-            if budget.spent and steps:  # out of time: no more kills, but the rerun below still runs
-                break
+        for at in _moments(budget, n, steps, rng, window):
             since = int(time.time() * 1000)
-            fin, alive, when = kill_at(world.command(folder, *extra), folder, env, rng.uniform(0.0, window),
+            fin, alive, when = kill_at(world.command(folder, *extra), folder, env, at,
                                        marker=None if whole else marker, timeout=LIMIT)
             phase = ("after the features were loaded" if "features:" in fin.output else "while starting") \
                 if whole else f"after {marker!r}"
@@ -484,19 +479,14 @@ def tune(work: Path, kills: int, rng: random.Random, budget: Budget, per_case: i
     assert ref.returncode == 0 and start is not None, ref.tail()
     window = ref.seconds  # kills drawn over the whole run, as in _train_stage
     reference = [(p, v) for _, state, p, v in sorted(_trials(ref_dir)) if state == "COMPLETE"]
-    budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
-    for case, n in _chains(kills, per_case, lambda: len(outcomes)):
-        if budget.spent:
-            break
+    for case, n in _chains(budget, kills, per_case, lambda: len(outcomes)):
         t0 = time.monotonic()
         folder = data.fresh(work / f"case{case}", world.store, ref_dir / "cache")
         steps: list[Outcome] = []
-        for _ in range(n):
-            if budget.spent and steps:  # out of time: no more kills, but the rerun below still runs
-                break
+        for at in _moments(budget, n, steps, rng, window):
             before = [p for _, state, p, _ in _trials(folder) if state == "COMPLETE"]
-            fin, alive, when = kill_at(command(folder), folder, world.env, rng.uniform(0.0, window), timeout=LIMIT)
+            fin, alive, when = kill_at(command(folder), folder, world.env, at, timeout=LIMIT)
             phase = "after the features were loaded" if "features:" in fin.output else "while starting"
             now = _trials(folder)
             done = [p for _, state, p, _ in now if state == "COMPLETE"]

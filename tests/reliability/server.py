@@ -96,9 +96,7 @@ def at_start(work: Path, count: int, rng: random.Random, budget: Budget) -> list
     cases = [(name, kind) for kind in ("closed port", "silent port") for name in commands]
     rng.shuffle(cases)
     outcomes = []
-    for i in range(count):
-        if budget.spent:
-            break
+    for i in budget.cases(count):
         name, kind = cases[i % len(cases)]
         folder = data.fresh(work / f"case{i}")
         t0 = time.monotonic()
@@ -160,11 +158,8 @@ def mid_run(work: Path, count: int, rng: random.Random, budget: Budget) -> list[
         assert ref.returncode == 0 and start is not None, ref.tail()
     window = ref.seconds - start
     (reference,) = [r for r in stores.runs(ref_dir / "server.db", artifacts=False) if r.status == "FINISHED"]
-    budget.begin()  # the time limit counts from the first fault, not the reference run
     outcomes = []
-    for case in range(count):
-        if budget.spent:
-            break
+    for case in budget.cases(count):
         t0 = time.monotonic()
         folder = data.fresh(work / f"case{case}", cache=ref_dir / "cache")
         port = free_port()

@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from benchmarks import augmentation, device_features, extraction, grid, head_epoch, train_step
+from benchmarks import augmentation, checked_reads, device_features, extraction, grid, head_epoch, train_step
 from benchmarks.common import machine
 
 
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         "augmentation": augmentation.main(["--samples", "128" if q else "256", "--rounds", "3" if q else "5"]),
         "train_step": train_step.main(["--rounds", "2" if q else "3"]),
         "head_epoch": head_epoch.main(["--samples", "32" if q else "64"]),
+        "checked_reads": checked_reads.main(["--entries", "100" if q else "400", "--rounds", "3" if q else "5"]),
     }
     known = {"train": res["train_step"]["cpu"]["bf16_cl_samples_per_s"], "head": res["head_epoch"]["cpu"]["cache_samples_per_s"]}
     res["grid"] = grid.main(["--gpu-json", args.gpu_json], cpu_rates=grid.measure_cpu(known=known))

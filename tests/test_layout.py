@@ -92,3 +92,22 @@ def test_readme_layout_section_matches_the_tree():
     packages = {p.parent.relative_to(REPO).as_posix() + "/" for p in PACKAGE.rglob("__init__.py") if p.parent != PACKAGE}
     assert listed == files | packages, (f"in the tree, not in the README: {sorted((files | packages) - listed)}; "
                                         f"in the README, not in the tree: {sorted(listed - files - packages)}")
+
+
+def test_scripts_outside_the_package_parse_and_import_what_exists():
+    """The benchmarks and experiment scripts run only by hand: each parses, and every name it imports from asc exists
+    (a lost indentation in benchmarks/extract_throughput.py went unnoticed until a review)."""
+    import importlib
+
+    scripts = sorted((REPO / "benchmarks").rglob("*.py")) + sorted((REPO / "experiments").rglob("*.py"))
+    assert len(scripts) > 10
+    missing = []
+    for path in scripts:
+        tree = ast.parse(path.read_text(), filename=str(path))  # a SyntaxError names the file and line
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "asc":
+                module = importlib.import_module(node.module)
+                missing += [f"{path.relative_to(REPO)}: {node.module}.{a.name}" for a in node.names
+                            if not hasattr(module, a.name) and not (  # a name, or a submodule of a package
+                                hasattr(module, "__path__") and importlib.util.find_spec(f"{node.module}.{a.name}"))]
+    assert not missing, missing

@@ -21,8 +21,8 @@ install: .venv/.synced ## create .venv and install the locked dependencies (uv)
 demo: install ## the paper's pipeline on synthetic scenes, logged to MLflow (a few minutes on 2 cores)
 	$(PY) train.py experiment=demo
 
-test: install ## the whole test suite (what CI runs)
-	$(PY) -m pytest
+test: install ## the whole test suite (what CI runs; the 25 slowest tests listed at the end)
+	$(PY) -m pytest --durations=25
 
 test-fast: install ## the fast tests only
 	$(PY) -m pytest -m "not slow"

@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from benchmarks import augmentation, checked_reads, device_features, extraction, grid, head_epoch, train_step
+from benchmarks import allocator, augmentation, checked_reads, device_features, extraction, grid, head_epoch, train_step
 from benchmarks.common import machine
 
 
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {machine()}")
     q = args.quick
     res = {
+        "allocator": allocator.main(["--seconds", "3" if q else "6"]),
         "extraction": extraction.main(["--clips", "8" if q else "16"]),
         "device_features": device_features.main(["--clips", "10" if q else "20", "--device", "cpu",
                                                  "--rounds", "2" if q else "3"]),

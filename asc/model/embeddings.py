@@ -41,6 +41,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from asc.data import augment
 from asc.data.augment import ViewSpec
@@ -167,12 +168,14 @@ def embed(
     dtype: torch.dtype = torch.float16,
     precision: torch.dtype | None = None,
     channels_last: bool = False,
+    progress: bool = False,
+    desc: str = "backbone outputs",
 ) -> torch.Tensor:
     """Backbone outputs ``[n_clips, views, D]`` (``dtype``, on the CPU), computed batch-wise on ``device`` and gathered
     there (the paper's 8640 training clips x 8 views of VGG16's 25088 outputs are 3.5 GB in float16), copied once.
 
     ``make_views(lo, hi)`` returns the network inputs ``[hi - lo, views, 3, S, S]`` of clips ``lo:hi``.
-    ``precision``: autocast dtype for the backbone (None: float32).
+    ``precision``: autocast dtype for the backbone (None: float32). ``progress``: a bar in views, with rate and ETA.
     """
     backbone = backbone.to(device).eval()
     if channels_last:
@@ -180,6 +183,7 @@ def embed(
     clips = max(1, batch_size // views_per_clip)
     out: torch.Tensor | None = None
     cast = torch.autocast(device.type, dtype=precision) if precision is not None else nullcontext()
+    bar = tqdm(total=n_clips * views_per_clip, desc=desc, unit="view", disable=not progress, dynamic_ncols=True)
     for lo in range(0, n_clips, clips):
         hi = min(n_clips, lo + clips)
         x = make_views(lo, hi).flatten(0, 1)
@@ -191,6 +195,8 @@ def embed(
         if out is None:  # on the device: no copy back, and no wait for the device, per batch
             out = torch.empty((n_clips, views_per_clip, y.shape[-1]), dtype=dtype, device=device)
         out[lo:hi] = y.to(dtype)
+        bar.update((hi - lo) * views_per_clip)
+    bar.close()
     assert out is not None, "no clips to embed"
     return out.cpu()
 
@@ -272,6 +278,7 @@ def build_or_load(
     backbone: str,
     precision: str | int | None = None,
     device: torch.device | str = "cpu",
+    progress: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], EmbeddingCache, bool]:
     """The cached backbone outputs of every part, computing (and storing) them if missing.
 
@@ -307,14 +314,15 @@ def build_or_load(
         if (loaded := cache.usable(warn=False)) is not None:  # computed by the job we waited for
             return (*loaded, cache, False)
         cache.discard()  # a damaged entry, or the files of a job killed while it saved one
-        outputs, real = _compute(net, banks, cfg, views, cache, precision=precision, device=device)
+        outputs, real = _compute(net, banks, cfg, views, cache, precision=precision, device=device,
+                                 progress=progress)
         cache.save(outputs, real, cfg.dtype)
         return outputs, real, cache, True
 
 
 def _compute(
     net: nn.Module, banks: Mapping[str, ClipBank], cfg: EmbeddingCacheConfig, views: ViewSpec, cache: EmbeddingCache,
-    *, precision: str | int | None, device: torch.device | str,
+    *, precision: str | int | None, device: torch.device | str, progress: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """The backbone outputs of every part, and which evaluation views are real (see :func:`build_or_load`)."""
     device = torch.device(device)
@@ -327,7 +335,7 @@ def _compute(
 
     def outputs(part: str, make, n_views: int) -> torch.Tensor:
         return embed(net.backbone, make, len(banks[part]), n_views, cfg.batch_size, device, dtype, amp,
-                     views.channels_last)
+                     views.channels_last, progress=progress, desc=f"embedding cache: {part}")
 
     def train_views(lo: int, hi: int) -> torch.Tensor:
         index = torch.arange(lo, hi, device=device)

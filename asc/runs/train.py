@@ -195,7 +195,7 @@ def embedding_inputs(s: RunSettings, images: SceneDataModule, module: SceneClass
     outputs, real, _, computed = build_or_load(
         module.net, banks, s.cache, module.views, root=s.data.cache_dir, spec_key=s.features.key(),
         backbone=str(s.network.get("backbone")), precision=s.trainer.get("precision"),
-        device=trainer.strategy.root_device,
+        device=trainer.strategy.root_device, progress=s.progress and trainer.is_global_zero,
     )
     data = EmbeddingData(outputs, {p: bank.labels for p, bank in banks.items()}, s.data.batch_size,
                          steps_per_call=module.hparams.steps_per_call, real=real)

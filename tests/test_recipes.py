@@ -74,3 +74,124 @@ def test_faithful_identity_is_unchanged(compose, overrides):
 @local_paths
 def test_default_params_are_unchanged(compose):
     assert params(compose()) == DEFAULT_PARAMS
+
+
+# -- the recipe groups: absent for the paper, tagged when present ------------------------------------------------
+def test_recipe_groups_are_not_the_papers_setup(compose):
+    from asc.runs.identity import paper_differences
+
+    assert paper_differences(compose()) == []
+    assert paper_differences(compose("optim=adam")) == []  # the paper's optimiser spelled out
+    why = paper_differences(compose("augment=mixup", "optim=adamw_cosine"))
+    assert any(w.startswith("augment: Augmentations(") and "Mixup(alpha=0.4)" in w for w in why)
+    assert any(w.startswith("optim: AdamWCosine(") for w in why)
+    assert config_hash(compose("augment=mixup")) != config_hash(compose())
+
+
+def test_groups_instantiate_to_typed_objects(compose):
+    from hydra.utils import instantiate
+
+    from asc.model.augmentations import Augmentations, Mixup, RandomGain, SpecMasks, TimeRoll
+    from asc.model.optimisers import AdamWCosine
+    from asc.runs.train import RunSettings
+
+    s = RunSettings.from_config(compose("augment=all", "optim=adamw_cosine"))
+    aug = instantiate(s.augment, _convert_="all")
+    assert isinstance(aug, Augmentations) and isinstance(aug.mixup, Mixup)
+    assert [type(a) for a in aug.images] == [TimeRoll, RandomGain, SpecMasks]
+    assert aug.images[1].top_db == 80.0  # features.top_db, resolved
+    assert isinstance(instantiate(s.optim), AdamWCosine)
+    assert RunSettings.from_config(compose()).augment is None
+
+
+# -- augmentations ---------------------------------------------------------------------------------------------
+def test_mixup_mixes_inputs_and_labels_with_one_lambda():
+    import torch
+    import torch.nn.functional as F
+
+    from asc.model.augmentations import Mixup
+
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 5), torch.tensor([0, 1, 2, 0, 1, 2])
+    m = Mixup(alpha=0.4)
+    lam, perm = m.draw(6, "cpu")
+    assert 0 <= float(lam) <= 1 and sorted(perm.tolist()) == list(range(6))
+    mixed = m.mix(x, lam, perm)
+    assert torch.allclose(mixed, lam * x + (1 - lam) * x[perm])
+    logits = torch.randn(6, 3)
+    soft = m.targets(y, 3, lam, perm)
+    # the loss is the cross-entropy against the soft targets mixed with the same lam as the inputs
+    assert torch.allclose(m.loss(logits, y, lam, perm), F.cross_entropy(logits, soft), atol=1e-6)
+    one = torch.tensor(1.0)
+    assert torch.equal(m.mix(x, one, perm), x)
+    assert torch.equal(m.loss(logits, y, one, perm), F.cross_entropy(logits, y))  # bit for bit
+
+
+def test_mixup_is_reproducible_under_a_seed():
+    import torch
+
+    from asc.model.augmentations import Mixup
+
+    def draw():
+        torch.manual_seed(3)
+        return Mixup(0.2).draw(8, "cpu")
+
+    (a, pa), (b, pb) = draw(), draw()
+    assert torch.equal(a, b) and torch.equal(pa, pb)
+
+
+def test_spec_masks_touch_only_the_asked_rows_and_frames():
+    import torch
+
+    from asc.model.augmentations import FILL, SpecMasks
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 120, (4, 20, 30), dtype=torch.uint8)  # below FILL: every masked cell changes
+    m = SpecMasks(freq_masks=2, freq_width=4, time_masks=1, time_width=6)
+    rows, cols = m.masks(4, 20, 30, "cpu")
+    out = m.images(x, rows, cols)
+    hit = rows[:, :, None] | cols[:, None, :]
+    assert out.dtype == x.dtype
+    assert torch.equal(out[~hit], x[~hit]) and (out[hit] == FILL).all()
+    assert (rows.sum(1) <= 8).all() and (cols.sum(1) <= 6).all()
+    rows, cols = SpecMasks(0, 4, 0, 6).masks(4, 20, 30, "cpu")
+    assert not rows.any() and not cols.any()
+    # fresh draws also leave unmasked rows/frames alone
+    out = m.images(x)
+    changed = out != x
+    assert (out[changed] == FILL).all()
+
+
+def test_gain_is_a_grey_level_offset_and_roll_a_circular_shift():
+    import torch
+
+    from asc.model.augmentations import RandomGain, TimeRoll
+
+    x = torch.full((2, 3, 4), 100.0)
+    out = RandomGain(-6, 6, top_db=80).images(x, torch.tensor([8.0, -80.0]))
+    assert torch.allclose(out[0], torch.full((3, 4), 100 + 8 * 255 / 80)) and (out[1] == 0).all()  # clamped
+    u8 = RandomGain(-6, 6).images(torch.full((2, 3, 4), 250, dtype=torch.uint8))
+    assert u8.dtype == torch.uint8 and u8.max() <= 255
+    x = torch.arange(2 * 3 * 10, dtype=torch.float32).view(2, 3, 10)
+    shifts = torch.tensor([3, -2])
+    out = TimeRoll(0.5).images(x, shifts)
+    assert torch.equal(out[0], torch.roll(x[0], 3, dims=1)) and torch.equal(out[1], torch.roll(x[1], -2, dims=1))
+    assert (TimeRoll(0.3).shifts(100, 10, "cpu").abs() <= 3).all()
+
+
+# -- optimiser and schedule ------------------------------------------------------------------------------------
+def test_adamw_cosine_warms_up_then_decays_with_a_slower_backbone():
+    import torch
+
+    from asc.model.optimisers import AdamWCosine
+
+    o = AdamWCosine(weight_decay=0.1, warmup_fraction=0.1, min_lr_ratio=0.0, backbone_lr_scale=0.1)
+    f = [o.factor(s, 100) for s in range(100)]
+    assert f[0] == 0.1 and f[9] == 1.0 and all(a < b for a, b in zip(f[:9], f[1:10]))
+    assert all(a >= b for a, b in zip(f[10:], f[11:])) and f[-1] < 0.01
+    head, backbone = [torch.nn.Parameter(torch.ones(3, 3)), torch.nn.Parameter(torch.ones(3))], [torch.nn.Parameter(torch.ones(2, 2))]
+    opt, sched = o.build(head, backbone, 1e-3, 100)
+    lrs = {g["name"]: (g["lr"], g["weight_decay"]) for g in opt.param_groups}
+    assert lrs["head.decay"] == (1e-4, 0.1) and lrs["head.no_decay"] == (1e-4, 0.0)  # after the first warm-up factor
+    assert abs(lrs["backbone.decay"][0] - 1e-5) < 1e-12
+    assert sched["interval"] == "step"

@@ -61,6 +61,12 @@ def run_name(window: float, mask: float, seed: int) -> str:
     return f"window={window:g},mask={mask:g},seed={seed}"
 
 
+def _group(cfg: DictConfig, name: str) -> dict[str, Any] | None:
+    """A recipe group's resolved config (``_target_`` and its arguments), or None where the run has none."""
+    node = cfg.get(name)
+    return OmegaConf.to_container(node, resolve=True) if node else None
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """One run's settings, typed: the only place that reads the Hydra config's groups."""
@@ -77,6 +83,8 @@ class RunSettings:
     trainer: dict[str, Any]  # lightning.Trainer arguments
     patience: int  # epochs without a better val/acc before stopping
     progress: bool
+    augment: dict[str, Any] | None = None  # the `augment` group (asc.model.augmentations), None: the paper's only
+    optim: dict[str, Any] | None = None  # the `optim` group (asc.model.optimisers), None: Adam at model.lr
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> RunSettings:
@@ -99,6 +107,7 @@ class RunSettings:
             data=settings(DataConfig, cfg.data, "data"), network=model, views=views, training=training, cache=cache,
             trainer=trainer,
             patience=patience, progress=bool(cfg.progress),
+            augment=_group(cfg, "augment"), optim=_group(cfg, "optim"),
         )
 
     @property
@@ -160,6 +169,8 @@ def build(s: RunSettings, logger: Any, callbacks: list[Callback], out: Path, che
         window=s.window,
         inputs="embeddings" if s.from_cache else "images",
         steps_per_call=grouped,
+        augment=s.augment,
+        optim=s.optim,
         **s.training,
     )
     facts = {

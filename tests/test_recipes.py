@@ -10,11 +10,22 @@ from __future__ import annotations
 import hashlib
 import json
 
+import lightning as L
 import pytest
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from torch.utils.data import DataLoader, TensorDataset
 
 from asc.config import CONFIG_DIR
-from asc.runs.identity import config_hash, leaves
+from asc.model.augmentations import FILL, Augmentations, Mixup, RandomGain, SpecMasks, TimeRoll
+from asc.model.blocks import backbone_blocks
+from asc.model.module import SceneClassifier
+from asc.model.networks import SceneNet
+from asc.model.optimisers import AdamWCosine
+from asc.runs.identity import config_hash, leaves, paper_differences
+from asc.runs.train import RunSettings
 
 #: overrides -> (config_hash, settings_hash (the grid cell), digest of the logged MLflow params)
 PINNED = {
@@ -78,8 +89,6 @@ def test_default_params_are_unchanged(compose):
 
 # -- the recipe groups: absent for the paper, tagged when present ------------------------------------------------
 def test_recipe_groups_are_not_the_papers_setup(compose):
-    from asc.runs.identity import paper_differences
-
     assert paper_differences(compose()) == []
     assert paper_differences(compose("optim=adam")) == []  # the paper's optimiser spelled out
     why = paper_differences(compose("augment=mixup", "optim=adamw_cosine"))
@@ -89,11 +98,6 @@ def test_recipe_groups_are_not_the_papers_setup(compose):
 
 
 def test_groups_instantiate_to_typed_objects(compose):
-    from hydra.utils import instantiate
-
-    from asc.model.augmentations import Augmentations, Mixup, RandomGain, SpecMasks, TimeRoll
-    from asc.model.optimisers import AdamWCosine
-    from asc.runs.train import RunSettings
 
     s = RunSettings.from_config(compose("augment=all", "optim=adamw_cosine"))
     aug = instantiate(s.augment, _convert_="all")
@@ -106,10 +110,6 @@ def test_groups_instantiate_to_typed_objects(compose):
 
 # -- augmentations ---------------------------------------------------------------------------------------------
 def test_mixup_mixes_inputs_and_labels_with_one_lambda():
-    import torch
-    import torch.nn.functional as F
-
-    from asc.model.augmentations import Mixup
 
     torch.manual_seed(0)
     x, y = torch.randn(6, 5), torch.tensor([0, 1, 2, 0, 1, 2])
@@ -128,9 +128,6 @@ def test_mixup_mixes_inputs_and_labels_with_one_lambda():
 
 
 def test_mixup_is_reproducible_under_a_seed():
-    import torch
-
-    from asc.model.augmentations import Mixup
 
     def draw():
         torch.manual_seed(3)
@@ -141,9 +138,6 @@ def test_mixup_is_reproducible_under_a_seed():
 
 
 def test_spec_masks_touch_only_the_asked_rows_and_frames():
-    import torch
-
-    from asc.model.augmentations import FILL, SpecMasks
 
     torch.manual_seed(0)
     x = torch.randint(0, 120, (4, 20, 30), dtype=torch.uint8)  # below FILL: every masked cell changes
@@ -163,9 +157,6 @@ def test_spec_masks_touch_only_the_asked_rows_and_frames():
 
 
 def test_gain_is_a_grey_level_offset_and_roll_a_circular_shift():
-    import torch
-
-    from asc.model.augmentations import RandomGain, TimeRoll
 
     x = torch.full((2, 3, 4), 100.0)
     out = RandomGain(-6, 6, top_db=80).images(x, torch.tensor([8.0, -80.0]))
@@ -181,9 +172,6 @@ def test_gain_is_a_grey_level_offset_and_roll_a_circular_shift():
 
 # -- optimiser and schedule ------------------------------------------------------------------------------------
 def test_adamw_cosine_warms_up_then_decays_with_a_slower_backbone():
-    import torch
-
-    from asc.model.optimisers import AdamWCosine
 
     o = AdamWCosine(weight_decay=0.1, warmup_fraction=0.1, min_lr_ratio=0.0, backbone_lr_scale=0.1)
     f = [o.factor(s, 100) for s in range(100)]
@@ -195,3 +183,83 @@ def test_adamw_cosine_warms_up_then_decays_with_a_slower_backbone():
     assert lrs["head.decay"] == (1e-4, 0.1) and lrs["head.no_decay"] == (1e-4, 0.0)  # after the first warm-up factor
     assert abs(lrs["backbone.decay"][0] - 1e-5) < 1e-12
     assert sched["interval"] == "step"
+
+
+# -- fine-tuning -----------------------------------------------------------------------------------------------
+def _fit_small(unfreeze, augment=None, optim=None, steps: int = 3):
+    """A small CNN (4 blocks with BatchNorm) fitted for ``steps`` optimiser steps on random clips: before and after."""
+
+    torch.manual_seed(0)
+    model = dict(backbone="small_cnn", pretrained=False, freeze=False, channels=(4, 8, 8, 8), hidden=(8,), dropout=0.0,
+                 unfreeze=unfreeze)
+    module = SceneClassifier(["a", "b", "c"], model, views=dict(window_frames=20, size=32), lr=0.05,
+                             clip=dict(frames=40, seconds=1.0, pad="none"), augment=augment, optim=optim)
+    before = {k: v.clone() for k, v in module.net.state_dict().items()}
+    data = TensorDataset(torch.randint(0, 256, (24, 24, 40), dtype=torch.uint8), torch.randint(0, 3, (24,)))
+    trainer = L.Trainer(max_steps=steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1)
+    trainer.fit(module, DataLoader(data, batch_size=8))
+    return module, before, {k: v.clone() for k, v in module.net.state_dict().items()}
+
+
+def test_finetuning_trains_only_the_last_blocks():
+    module, before, after = _fit_small(unfreeze=2, optim={"_target_": "asc.model.optimisers.AdamWCosine",
+                                                          "warmup_fraction": 0.0})
+    blocks = backbone_blocks(module.net.backbone)
+    frozen = {id(m) for block in blocks[:2] for m in block}
+    names = dict(module.net.named_modules())
+    checked = {"frozen": 0, "trained": 0}
+    for key, value in before.items():
+        owner = names[key.rpartition(".")[0]]
+        if id(owner) in frozen:  # weights and BatchNorm buffers (running mean/var, batches seen) bit-identical
+            assert torch.equal(after[key], value), key
+            checked["frozen"] += 1
+        elif key.endswith(("weight", "running_mean")):
+            assert not torch.equal(after[key], value), key  # the last two blocks and the head trained
+            checked["trained"] += 1
+    # per frozen block: the conv's weight, BatchNorm's weight, bias, running mean and var, batches seen; trained:
+    # the weights and running means of the last two blocks (conv, BN) and the head's two layers
+    assert checked == {"frozen": 2 * 6, "trained": 2 * 3 + 2}
+    assert all(not m.training for block in blocks[:2] for m in block)  # BatchNorm in eval in the frozen part
+
+
+def test_unfreeze_needs_an_unfrozen_backbone_and_a_known_block_count():
+
+    with pytest.raises(ValueError, match="model.freeze=false"):
+        SceneNet(3, backbone="small_cnn", pretrained=False, freeze=True, unfreeze=1)
+    with pytest.raises(ValueError, match="has 4 blocks"):
+        SceneNet(3, backbone="small_cnn", pretrained=False, freeze=False, unfreeze=5)
+
+
+def test_mixup_trains_on_images_through_the_module():
+    module, before, after = _fit_small(unfreeze=None, augment={
+        "_target_": "asc.model.augmentations.Augmentations",
+        "mixup": {"_target_": "asc.model.augmentations.Mixup", "alpha": 0.4},
+        "images": [{"_target_": "asc.model.augmentations.SpecMasks"}, {"_target_": "asc.model.augmentations.TimeRoll"}]})
+    assert any(not torch.equal(after[k], v) for k, v in before.items())
+
+
+def test_mixup_on_cached_embeddings_mixes_the_backbone_outputs():
+    model = dict(backbone="small_cnn", pretrained=False, freeze=True, channels=(4, 8), hidden=(8,), dropout=0.0)
+    module = SceneClassifier(["a", "b", "c"], model, views=dict(window_frames=20, size=32), inputs="embeddings",
+                             clip=dict(frames=40, seconds=1.0, pad="none"),
+                             augment={"_target_": "asc.model.augmentations.Augmentations",
+                                      "mixup": {"_target_": "asc.model.augmentations.Mixup", "alpha": 0.4}})
+    x, y = torch.randn(6, module.net.backbone.out_dim), torch.tensor([0, 1, 2, 0, 1, 2])
+    torch.manual_seed(5)
+    logits, loss = module._forward_loss(x, y)
+    torch.manual_seed(5)
+    lam, perm = Mixup(0.4).draw(6, "cpu")
+    expected = module.net.head(lam * x + (1 - lam) * x[perm])
+    assert torch.allclose(logits, expected) and torch.allclose(loss, Mixup.loss(expected, y, lam, perm))
+    with pytest.raises(ValueError, match="embedding cache"):
+        SceneClassifier(["a", "b"], model, views=dict(window_frames=20, size=32), inputs="embeddings",
+                        clip=dict(frames=40, seconds=1.0, pad="none"),
+                        augment={"_target_": "asc.model.augmentations.Augmentations",
+                                 "images": [{"_target_": "asc.model.augmentations.TimeRoll"}]})
+
+
+def test_finetune_recipe_composes(compose):
+    s = RunSettings.from_config(compose("experiment=finetune_lite0", "data.root=/nowhere"))
+    assert s.network["unfreeze"] == 3 and not s.network["freeze"] and not s.from_cache
+    assert s.optim["_target_"].endswith("AdamWCosine") and s.augment["mixup"]["alpha"] == 0.2

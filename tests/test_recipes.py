@@ -25,7 +25,7 @@ from asc.model.module import SceneClassifier
 from asc.model.networks import SceneNet
 from asc.model.optimisers import AdamWCosine
 from asc.runs.identity import config_hash, leaves, paper_differences
-from asc.runs.train import RunSettings
+from asc.runs.train import RunResult, RunSettings, summary
 
 #: overrides -> (config_hash, settings_hash (the grid cell), digest of the logged MLflow params)
 PINNED = {
@@ -263,3 +263,17 @@ def test_finetune_recipe_composes(compose):
     s = RunSettings.from_config(compose("experiment=finetune_lite0", "data.root=/nowhere"))
     assert s.network["unfreeze"] == 3 and not s.network["freeze"] and not s.from_cache
     assert s.optim["_target_"].endswith("AdamWCosine") and s.augment["mixup"]["alpha"] == 0.2
+
+
+# -- the typed result ------------------------------------------------------------------------------------------
+def test_run_result_is_typed_and_reads_the_old_keys():
+    r = RunResult(run_name="window=5,mask=0,seed=0", val_acc=0.5, test_acc=0.625, run_id="abc", epochs=3,
+                  tracking_uri="sqlite:///mlflow.db", ui="http://x", faithful=False,
+                  faithful_why="augment: Augmentations(mixup=Mixup(alpha=0.4)) (paper: none); optim: AdamWCosine()")
+    assert r["test/acc"] == r.test_acc == 0.625 and r["val/acc"] == 0.5 and r["faithful.why"] == r.faithful_why
+    assert r.get("worker") is False and r.get("nonsense", 7) == 7
+    with pytest.raises(KeyError):
+        r["nonsense"]
+    text = summary(r)
+    assert "test accuracy 0.625 (best validation 0.500, 3 epochs)" in text and "not the paper's setup: augment:" in text
+    assert "MLflow run abc" in text and "(after `make ui`)" in text

@@ -34,9 +34,9 @@ def train(cfg: DictConfig) -> float:
         result = run(cfg)
     except (TrackingError, DiskFull) as err:
         fail("train", err)
-    if not result.get("worker"):  # the other processes of a multi-device run have nothing of their own to say
+    if not result.worker:  # the other processes of a multi-device run have nothing of their own to say
         print("\n" + summary(result), flush=True)
-    return result["val/acc"]
+    return result.val_acc
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,11 +16,13 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from asc.data.augment import ViewSpec
 from asc.data.features import FEATURE_VERSION
+from asc.model.augmentations import Augmentations, Mixup
 from asc.model.networks import SceneNet
 
 
@@ -47,6 +49,9 @@ class SceneClassifier(L.LightningModule):
             Lightning step takes one optimiser step per batch (manual optimisation): the same updates in the
             same order as one batch per Lightning step, without the framework's cost per step, which exceeds a
             head step's GPU work.
+        augment: the ``augment`` group (``_target_`` and its arguments, :mod:`asc.model.augmentations`), or None:
+            the paper's augmentation only (the window and band of ``views``).
+        optim: the ``optim`` group (:mod:`asc.model.optimisers`), or None: Adam at ``lr``, no schedule (the paper's).
     """
 
     def __init__(
@@ -62,6 +67,8 @@ class SceneClassifier(L.LightningModule):
         compile: bool = False,
         steps_per_call: int = 1,
         feature_version: int = FEATURE_VERSION,
+        augment: dict[str, Any] | None = None,
+        optim: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if inputs not in ("images", "embeddings"):
@@ -69,6 +76,12 @@ class SceneClassifier(L.LightningModule):
         if steps_per_call < 1 or (steps_per_call > 1 and inputs != "embeddings"):
             raise ValueError(f"steps_per_call: {steps_per_call} must be 1, or more with inputs='embeddings'")
         self.views = ViewSpec(**views)
+        self.augment: Augmentations | None = instantiate(augment, _convert_="all") if augment else None
+        if self.augment is not None and self.augment.on_images and inputs == "embeddings":
+            raise ValueError("augment: time roll, gain and SpecAugment masks change the images, and the embedding cache "
+                             "stores the backbone's outputs of fixed ones: use augment=mixup with the cache, or "
+                             "model.embedding_cache.enabled=false")
+        self.optim = instantiate(optim) if optim else None
         self.automatic_optimization = steps_per_call == 1
         self.save_hyperparameters(logger=False)  # the run logs the whole resolved config instead
         self.class_names = list(class_names)
@@ -106,6 +119,8 @@ class SceneClassifier(L.LightningModule):
             return (batch[0].float(), *batch[1:])
         if self.trainer is not None and self.trainer.training:
             x, y = batch
+            if self.augment is not None and self.augment.on_images:
+                x = self.augment.apply_images(x)
             return self.views.train(x, self.net.norm), y
         clips, y, real = batch
         x, real = self.views.eval_clips(clips, real, self.net.norm)
@@ -128,21 +143,33 @@ class SceneClassifier(L.LightningModule):
             return self._loss(*batch)
         opt = self.optimizers()
         seen = []
+        schedule = self.lr_schedulers()
         for x, y in batch:  # what Lightning's automatic step does, once per batch: forward, zero_grad, backward, step
-            logits = self(x)
-            loss = F.cross_entropy(logits, y)
+            logits, loss = self._forward_loss(x, y)
             opt.zero_grad()
             self.manual_backward(loss)
             opt.step()
+            if schedule is not None:
+                schedule.step()
             seen.append((logits.detach(), y, loss.detach().expand(len(y))))
         logits, y, losses = (torch.cat(parts) for parts in zip(*seen, strict=True))
         self.train_acc.update(logits, y)  # once per call: the same per-sample means over the epoch
         self.train_loss.update(losses)
         return None
 
+    def _forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[B, classes]`` and the training loss ``[]``: cross-entropy, or with ``augment.mixup`` the
+        soft-target cross-entropy of the mixed batch (inputs and labels mixed with the same ``lam``)."""
+        mixup: Mixup | None = self.augment.mixup if self.augment is not None else None
+        if mixup is None:
+            logits = self(x)
+            return logits, F.cross_entropy(logits, y)
+        lam, perm = mixup.draw(len(y), x.device)
+        logits = self(mixup.mix(x, lam, perm))
+        return logits, mixup.loss(logits, y, lam, perm)
+
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        logits, loss = self._forward_loss(x, y)
         self.train_acc.update(logits.detach(), y)
         self.train_loss.update(loss.detach().expand(len(y)))
         return loss
@@ -212,7 +239,14 @@ class SceneClassifier(L.LightningModule):
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
+        if self.optim is not None:
+            # optimiser steps over the whole fit: Lightning's estimate of its steps, times the batches per step
+            total = int(self.trainer.estimated_stepping_batches) * self.hparams.steps_per_call
+            head = list(self.net.head.parameters())
+            backbone = [p for p in self.net.parameters() if not any(p is q for q in head)]
+            opt, schedule = self.optim.build(head, backbone, self.hparams.lr, total)
+            return opt if schedule is None else {"optimizer": opt, "lr_scheduler": schedule}
         params = [p for p in self.parameters() if p.requires_grad]
         # the fused kernel: the same Adam in one pass over the parameters (4-5x faster on the 12.8M-weight head)
         fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)

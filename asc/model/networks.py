@@ -12,6 +12,7 @@ from torch import nn
 from torchvision.models import get_model, get_weight
 
 from asc.data.augment import IMAGENET_MEAN, IMAGENET_STD, Norm
+from asc.model.blocks import backbone_blocks
 
 
 #: ``(mean, std)`` per RGB channel on the 0..1 scale that ImageNet classifiers expect (VGG16, torchvision's).
@@ -265,10 +266,25 @@ class SceneNet(nn.Module):
         hidden: Sequence[int] = (512,),
         dropout: float = 0.5,
         channels: Sequence[int] = (16, 32, 64, 128),
+        unfreeze: int | None = None,
     ) -> None:
         super().__init__()
         self.backbone: nn.Module = make_backbone(backbone, pretrained, channels)
         self.freeze = freeze
+        #: with ``freeze=false`` and ``unfreeze=N``: the backbone's modules before its last N blocks, frozen and kept
+        #: in eval mode like a frozen backbone (BatchNorm statistics included); only the last N blocks train
+        self.frozen_part: list[nn.Module] = []
+        if unfreeze is not None:
+            if freeze:
+                raise ValueError(f"model.unfreeze={unfreeze} needs model.freeze=false (it says how much of the backbone trains)")
+            blocks = backbone_blocks(self.backbone)
+            if not 0 <= unfreeze <= len(blocks):
+                raise ValueError(f"model.unfreeze={unfreeze}: the {backbone} backbone has {len(blocks)} blocks")
+            self.frozen_part = [m for block in blocks[: len(blocks) - unfreeze] for m in block]
+            for m in self.frozen_part:
+                m.requires_grad_(False)
+                m.eval()
+                m.register_forward_pre_hook(_stay_in_eval)
         if freeze:
             self.backbone.requires_grad_(False)
             # Lightning never calls train() at fit start but keeps (and restores) the modes modules are built with,
@@ -286,6 +302,8 @@ class SceneNet(nn.Module):
         super().train(mode)
         if self.freeze:
             self.backbone.eval()
+        for m in self.frozen_part:
+            m.eval()
         return self
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

@@ -101,6 +101,23 @@ def config_lock(outputs: str | Path, experiment_id: str, parent: str | None, con
 # -- the paper's setup ----------------------------------------------------------------------------------------
 #: Keys that vary within the paper's own grid, or that the paper did not fix: not a deviation.
 GRID_KEYS = ("window", "mask", "seed")
+#: Config groups beyond the paper (conf/augment, conf/optim): absent from the paper's setup, and from its config
+#: (so from its hash and params); a run that has one is not the paper's setup, unless it spells the paper's out.
+RECIPE_GROUPS = {"augment": "the paper's window and band only", "optim": "Adam at model.lr, no schedule"}
+#: Recipe options that are the paper's own setup spelled out (``optim=adam``).
+PAPER_RECIPES = {"optim": ("asc.model.optimisers.Adam",)}
+
+
+def _recipe(node: Mapping[str, Any]) -> str:
+    """A recipe group's options in one line: ``Mixup(alpha=0.4)``, nested objects by their class names."""
+    def show(value: Any) -> str:
+        if isinstance(value, Mapping):
+            args = ", ".join(f"{k}={show(v)}" for k, v in value.items() if k != "_target_")
+            return f"{str(value.get('_target_', '')).rsplit('.', 1)[-1]}({args})"
+        if isinstance(value, list):
+            return "[" + ", ".join(show(v) for v in value) + "]"
+        return repr(value)
+    return show(node)
 
 
 def paper_groups() -> dict[str, str]:
@@ -142,6 +159,13 @@ def paper_differences(cfg: DictConfig | Mapping[str, Any]) -> list[str]:
     out = []
     if run.get("data.synthetic") is not None or any(k.startswith("data.synthetic.") for k in run):
         out.append("data: synthetic scenes, not TAU 2019")
+    config = plain(cfg)
+    for group, paper in RECIPE_GROUPS.items():
+        node = config.get(group)
+        if node and node.get("_target_") not in PAPER_RECIPES.get(group, ()):
+            out.append(f"{group}: {_recipe(node)} (paper: {paper})")
+    if shown.get("model.unfreeze") is not None:
+        out.append(f"model.unfreeze: the last {shown['model.unfreeze']} backbone blocks train (paper: none)")
     raw = paper_settings(normalise=False)
     for key, want in paper_settings().items():
         if key == "data.synthetic":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -61,6 +62,12 @@ def run_name(window: float, mask: float, seed: int) -> str:
     return f"window={window:g},mask={mask:g},seed={seed}"
 
 
+def _group(cfg: DictConfig, name: str) -> dict[str, Any] | None:
+    """A recipe group's resolved config (``_target_`` and its arguments), or None where the run has none."""
+    node = cfg.get(name)
+    return OmegaConf.to_container(node, resolve=True) if node else None
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """One run's settings, typed: the only place that reads the Hydra config's groups."""
@@ -77,6 +84,8 @@ class RunSettings:
     trainer: dict[str, Any]  # lightning.Trainer arguments
     patience: int  # epochs without a better val/acc before stopping
     progress: bool
+    augment: dict[str, Any] | None = None  # the `augment` group (asc.model.augmentations), None: the paper's only
+    optim: dict[str, Any] | None = None  # the `optim` group (asc.model.optimisers), None: Adam at model.lr
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> RunSettings:
@@ -99,6 +108,7 @@ class RunSettings:
             data=settings(DataConfig, cfg.data, "data"), network=model, views=views, training=training, cache=cache,
             trainer=trainer,
             patience=patience, progress=bool(cfg.progress),
+            augment=_group(cfg, "augment"), optim=_group(cfg, "optim"),
         )
 
     @property
@@ -109,6 +119,49 @@ class RunSettings:
     def from_cache(self) -> bool:
         """Whether the head trains on the frozen backbone's cached outputs (else on the images)."""
         return self.cache.applies(self.mask)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`run` returns: the run's accuracies, where it is tracked, and how it went.
+
+    ``result["test/acc"]`` and the other keys of the dict it used to be still read (:meth:`__getitem__`), for
+    scripts written against it; new code reads the fields.
+    """
+
+    run_name: str
+    val_acc: float = math.nan  # best validation accuracy (the early-stopping checkpoint's)
+    test_acc: float = math.nan  # test accuracy of that checkpoint
+    run_id: str | None = None
+    experiment_id: str | None = None
+    experiment: str = ""
+    checkpoint: str | None = None  # the best checkpoint's path
+    epochs: int | None = None
+    model_uri: str | None = None  # the MLflow model, when logged
+    ui: str = ""
+    tracking_uri: str = ""
+    seconds: float = 0.0
+    skipped: bool = False  # finished before in this sweep: not run again
+    resumed: bool = False  # continued from an unfinished run's last checkpoint
+    faithful: bool = False  # the paper's setup (tag faithful=true)
+    faithful_why: str = ""  # how it differs from it (tag faithful.why)
+    worker: bool = False  # a rank > 0 process of a multi-device run (tracks nothing)
+    rank: int = 0
+
+    #: the keys of the dict run() returned before, where they differ from the field names
+    OLD_KEYS = {"test/acc": "test_acc", "val/acc": "val_acc", "faithful.why": "faithful_why"}
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, self.OLD_KEYS.get(key, key))
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
 
 # -- 1. build ---------------------------------------------------------------------------------------------------
@@ -160,6 +213,8 @@ def build(s: RunSettings, logger: Any, callbacks: list[Callback], out: Path, che
         window=s.window,
         inputs="embeddings" if s.from_cache else "images",
         steps_per_call=grouped,
+        augment=s.augment,
+        optim=s.optim,
         **s.training,
     )
     facts = {
@@ -242,7 +297,8 @@ def fit_and_test(b: Built, resume_from: Path | None = None) -> None:
 
 # -- 3. record --------------------------------------------------------------------------------------------------
 def record(b: Built, store: TrackingStore, run_id: str, log_mlflow_model: bool = True) -> dict[str, Any]:
-    """Test metrics, confusion matrix, best checkpoint and the MLflow model into run ``run_id``; the results."""
+    """Test metrics, confusion matrix, best checkpoint and the MLflow model into run ``run_id``; the results as
+    :class:`RunResult` fields."""
     test_acc = float(b.trainer.callback_metrics["test/acc"])
     best_val = float(b.checkpoint.best_model_score) if b.checkpoint.best_model_score is not None else float("nan")
     store.log_metrics(run_id, {"best_val/acc": best_val})
@@ -253,7 +309,7 @@ def record(b: Built, store: TrackingStore, run_id: str, log_mlflow_model: bool =
         first = torch.zeros(1, dtype=torch.long, device=b.images.bank("val").device)
         example = b.images.bank("val").clips(first, first).cpu().numpy()  # one validation clip, uint8 [1, H, W]
         model_uri = log_model(store, run_id, b.checkpoint.best_model_path, example)
-    return {"test/acc": test_acc, "val/acc": best_val, "checkpoint": b.checkpoint.best_model_path,
+    return {"test_acc": test_acc, "val_acc": best_val, "checkpoint": b.checkpoint.best_model_path,
             "epochs": b.trainer.current_epoch, "model_uri": model_uri}
 
 
@@ -357,7 +413,7 @@ def _reopen(store: TrackingStore, earlier: Any, cfg: DictConfig, name: str) -> t
 
 
 def run(cfg: DictConfig, callbacks: list[Callback] | None = None, parent_run_id: str | None = None,
-        tags: dict[str, Any] | None = None) -> dict[str, Any]:
+        tags: dict[str, Any] | None = None) -> RunResult:
     """Build, fit and test, record one run into MLflow; returns its results (accuracies, ids, time).
 
     ``callbacks`` are added to the Trainer's (e.g. Optuna's pruning callback); ``parent_run_id`` makes the
@@ -392,12 +448,13 @@ def run(cfg: DictConfig, callbacks: list[Callback] | None = None, parent_run_id:
             if done is not None:
                 log.info("%s: already finished in this sweep (MLflow run %s): skipped (resume=false reruns it)",
                          s.name, done.info.run_id)
-                return {"run_name": s.name, "run_id": done.info.run_id, "experiment_id": done.info.experiment_id,
-                        "test/acc": done.data.metrics.get("test/acc", float("nan")),
-                        "val/acc": done.data.metrics.get("best_val/acc", float("nan")), "checkpoint": None, "epochs": None,
-                        "skipped": True, "seconds": time.perf_counter() - start, "tracking_uri": store.uri,
-                        "ui": store.ui_url(done.info.experiment_id, done.info.run_id),
-                        "faithful": run_tags_["faithful"] == "true"}
+                return RunResult(
+                    run_name=s.name, run_id=done.info.run_id, experiment_id=done.info.experiment_id,
+                    test_acc=done.data.metrics.get("test/acc", math.nan),
+                    val_acc=done.data.metrics.get("best_val/acc", math.nan), skipped=True,
+                    seconds=time.perf_counter() - start, tracking_uri=store.uri,
+                    ui=store.ui_url(done.info.experiment_id, done.info.run_id), faithful=run_tags_["faithful"] == "true",
+                    faithful_why=run_tags_["faithful.why"], experiment=str(cfg.logger.experiment))
         elif cfg.get("sweep_id"):
             run_tags_["sweep"] = cfg.sweep_id
         if parent:
@@ -427,33 +484,34 @@ def run(cfg: DictConfig, callbacks: list[Callback] | None = None, parent_run_id:
             fit_and_test(built, resume_from)
             result = record(built, store, logger.run_id, bool(cfg.logger.get("log_model", True)))
             logger.end("success")
-        return {"run_name": s.name, "run_id": logger.run_id, "experiment_id": logger.experiment_id, **result,
-                "ui": store.ui_url(logger.experiment_id, logger.run_id), "resumed": resume_from is not None,
-                "seconds": time.perf_counter() - start, "tracking_uri": store.uri, "faithful": run_tags_["faithful"] == "true",
-                "faithful.why": run_tags_["faithful.why"], "experiment": str(cfg.logger.experiment)}
+        return RunResult(run_name=s.name, run_id=logger.run_id, experiment_id=logger.experiment_id, **result,
+                         ui=store.ui_url(logger.experiment_id, logger.run_id), resumed=resume_from is not None,
+                         seconds=time.perf_counter() - start, tracking_uri=store.uri,
+                         faithful=run_tags_["faithful"] == "true", faithful_why=run_tags_["faithful.why"],
+                         experiment=str(cfg.logger.experiment))
 
 
-def _worker(cfg: DictConfig, s: RunSettings, callbacks: list[Callback]) -> dict[str, Any]:
+def _worker(cfg: DictConfig, s: RunSettings, callbacks: list[Callback]) -> RunResult:
     """Rank > 0 of a multi-device run: the same build, fit and test in rank 0's checkpoint folder, no tracking."""
     folder, resume_from = Path(os.environ[ENV_CHECKPOINT_DIR]), os.environ.get(ENV_RESUME_FROM) or None
     built = build(s, False, callbacks, output_dir(), folder)
     fit_and_test(built, Path(resume_from) if resume_from else None)
-    return {"run_name": s.name, "rank": global_rank(), "val/acc": float("nan"), "worker": True}
+    return RunResult(run_name=s.name, rank=global_rank(), worker=True)
 
 
-def summary(result: dict[str, Any]) -> str:
+def summary(result: RunResult) -> str:
     """The run's result in three lines: accuracy and time, whether it is the paper's setup, where it is logged."""
-    minutes, seconds = divmod(round(result.get("seconds", 0.0)), 60)
+    minutes, seconds = divmod(round(result.seconds), 60)
     took = f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
-    if result.get("skipped"):
-        head = f"{result['run_name']}: skipped, finished before (test accuracy {result['test/acc']:.3f})"
+    if result.skipped:
+        head = f"{result.run_name}: skipped, finished before (test accuracy {result.test_acc:.3f})"
     else:
-        head = (f"{result['run_name']}: test accuracy {result['test/acc']:.3f} (best validation {result['val/acc']:.3f}, "
-                f"{result['epochs']} epochs) in {took}")
-    why = [w for w in str(result.get("faithful.why") or "").split("; ") if w]
-    setup = ("the paper's setup (faithful=true)" if result.get("faithful") else
+        head = (f"{result.run_name}: test accuracy {result.test_acc:.3f} (best validation {result.val_acc:.3f}, "
+                f"{result.epochs} epochs) in {took}")
+    why = [w for w in result.faithful_why.split("; ") if w]
+    setup = ("the paper's setup (faithful=true)" if result.faithful else
              "not the paper's setup: " + "; ".join(why[:3]) + (f"; and {len(why) - 3} more (run tag faithful.why)"
                                                                 if len(why) > 3 else ""))
     return (f"{head}\n{setup}\n"
-            f"MLflow run {result['run_id']} in experiment '{result.get('experiment', '')}' at {result['tracking_uri']}\n"
-            f"browse it: {result['ui']}" + ("  (after `make ui`)" if result["tracking_uri"].startswith("sqlite") else ""))
+            f"MLflow run {result.run_id} in experiment '{result.experiment}' at {result.tracking_uri}\n"
+            f"browse it: {result.ui}" + ("  (after `make ui`)" if result.tracking_uri.startswith("sqlite") else ""))

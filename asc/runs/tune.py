@@ -261,8 +261,8 @@ def objective_for(cfg: DictConfig, space: dict[str, dict[str, Any]], store: Trac
                 seed_cfg = apply(trial_cfg, {"seed": seed})
                 callbacks = [PyTorchLightningPruningCallback(trial, monitor="val/acc")] if i == 0 else []
                 result = run(seed_cfg, callbacks=callbacks, parent_run_id=trial_id, tags={"trial": trial.number})
-                values.append(result["val/acc"])
-                store.log_metrics(trial_id, {"val/acc": result["val/acc"]}, step=i)
+                values.append(result.val_acc)
+                store.log_metrics(trial_id, {"val/acc": result.val_acc}, step=i)
         except optuna.TrialPruned:
             store.set_tags(trial_id, {"optuna.state": "PRUNED"})
             store.end_run(trial_id, "KILLED")
@@ -319,7 +319,7 @@ def retrain_best(cfg: DictConfig, space: dict[str, dict[str, Any]], study, store
     accs = []
     for seed in cfg.tune.retrain_seeds:
         result = run(apply(best_cfg, {"seed": seed}), parent_run_id=parent, tags={"retrain": "best"})
-        accs.append(result["test/acc"])
+        accs.append(result.test_acc)
     mean = statistics.fmean(accs)
     std = statistics.stdev(accs) if len(accs) > 1 else float("nan")
     store.log_metrics(parent, {"retrain/test_acc_mean": mean, "retrain/n": len(accs)}

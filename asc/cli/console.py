@@ -50,7 +50,11 @@ def quiet() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-def fail(command: str, err: BaseException) -> None:
-    """Print an error that says what to do (no tracking server, no disk space) as one message; stop with status 1."""
+def fail(command: str, err: BaseException, code: int = 1) -> None:
+    """Print an error that says what to do (no tracking server, no disk space) as one message; stop with ``code``
+    (2 for a mistake in the user's input, :class:`asc.errors.UserMistake`). ``HYDRA_FULL_ERROR=1`` raises it instead,
+    traceback and all."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise err
     print(f"asc {command}: {err}", file=sys.stderr, flush=True)
-    raise SystemExit(1) from None
+    raise SystemExit(code) from None

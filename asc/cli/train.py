@@ -16,6 +16,8 @@ from omegaconf import DictConfig
 
 from asc.cli.console import fail, quiet
 from asc.config import CONFIG_DIR
+from asc.data.dataset import check_root
+from asc.errors import UserMistake
 from asc.files import DiskFull
 from asc.tracking.health import TrackingError, check_server, resolve_uri
 
@@ -27,6 +29,7 @@ _PREFIX: list[str] = []
 def train(cfg: DictConfig) -> float:
     quiet()
     try:
+        check_root(cfg.data.kind, cfg.data.root, cfg.data.get("synthetic"))  # before MLflow creates its database
         check_server(resolve_uri(cfg.logger.tracking_uri))
         from asc.runs.train import COMMAND_PREFIX, run, summary  # after the server check: torch/MLflow load for ~10 s
 
@@ -34,6 +37,8 @@ def train(cfg: DictConfig) -> float:
         result = run(cfg)
     except (TrackingError, DiskFull) as err:
         fail("train", err)
+    except UserMistake as err:  # a missing or malformed dataset, missing weights: one line, status 2
+        fail("train", err, code=2)
     if not result.worker:  # the other processes of a multi-device run have nothing of their own to say
         print("\n" + summary(result), flush=True)
     return result.val_acc

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from asc.data.audio import AUDIO_EXTENSIONS
 from asc.data.scenes import CHANNELS, CLIP_SECONDS, SAMPLE_RATE, SCENES, SUBTYPE
 from asc.data.splits import PARTS, leakage, make_split
+from asc.errors import UserMistake
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +48,20 @@ COLUMNS = ["filename", "label", "city", "location", "fold1", "given", "fold", "d
 HEAD_BYTES = 1 << 16
 
 
-class DatasetError(ValueError):
+class DatasetError(ValueError, UserMistake):
     """The dataset folder or its metadata is not usable; the message names the file and the problem."""
 
 
 def safe_path(root: Path, name: str) -> Path:
-    """``root / name``, refusing names that could point outside ``root`` (absolute, ``..``, drive letters)."""
+    """``root / name``, refusing names that could point outside ``root`` (absolute, ``..``, drive letters).
+
+    The rule is lexical: the name as written must stay inside the folder. Links *under* the folder are the user's own
+    (fold folders linked to another disk) and are followed; a name from the table cannot climb out of the folder.
+    """
     pure = PurePosixPath(str(name).replace("\\", "/"))
     if pure.is_absolute() or ".." in pure.parts or (pure.parts and ":" in pure.parts[0]) or not pure.parts:
         raise DatasetError(f"{root}: metadata names the file {name!r}, which is outside the dataset folder")
-    path = root.joinpath(*pure.parts)
-    resolved_root = root.resolve()
-    if not path.resolve().is_relative_to(resolved_root):
-        raise DatasetError(f"{root}: metadata names the file {name!r}, which resolves outside the dataset folder")
-    return path
+    return root.joinpath(*pure.parts)
 
 
 @dataclass
@@ -96,7 +97,7 @@ class Layout:
         if self.extra:
             out.append(_listing(f"{len(self.extra)} extra audio file(s) not listed in the metadata (ignored)", self.extra))
         if self.copies:
-            lines = [" = ".join(names) + (f" (labels differ: {', '.join(labels)})" if len(labels) > 1 else "")
+            lines = [_capped(names, " = ") + (f" (labels differ: {', '.join(labels)})" if len(labels) > 1 else "")
                      for names, labels in self.copies]
             out.append(_listing(
                 f"{len(self.copies)} group(s) of byte-identical audio files ({sum(len(g) for g, _ in self.copies)} "
@@ -113,6 +114,12 @@ class Layout:
     def raise_errors(self) -> None:
         if self.errors:
             raise DatasetError(f"{self.root}: " + "\n".join(self.errors))
+
+
+def _capped(names: list[str], sep: str, limit: int = 5) -> str:
+    """``names`` joined by ``sep``, the first ``limit`` of them and "... and N more" (one console line stays short)."""
+    more = f"{sep}... and {len(names) - limit} more" if len(names) > limit else ""
+    return sep.join(names[:limit]) + more
 
 
 def _listing(title: str, items: list[str], limit: int = 20) -> str:
@@ -269,13 +276,21 @@ def _copies(root: Path, df: pd.DataFrame, layout: Layout) -> pd.DataFrame:
 
 
 def _root(root: str | Path) -> Path:
-    root = Path(root)
+    """The dataset folder (``~`` expanded), or a :class:`DatasetError` saying how to get one."""
+    root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetError(
             f"{root}: dataset folder not found. Download it with `asc download` (or `make data`), generate a "
             "synthetic one with `asc synth`, or point data.root at it."
         )
     return root
+
+
+def check_root(kind: str, root: str | Path, synthetic: object = None) -> None:
+    """Before anything is written (MLflow database, output folders): a dataset of ``kind`` "tau" or "folder" that is
+    not generated (``synthetic``) must already be a folder at ``root``."""
+    if kind in ("tau", "folder") and not synthetic:
+        _root(root)
 
 
 def scan_tau(root: str | Path, check_files: bool = True, copies: bool = False) -> tuple[pd.DataFrame, Layout]:

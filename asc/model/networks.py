@@ -12,6 +12,7 @@ from torch import nn
 from torchvision.models import get_model, get_weight
 
 from asc.data.augment import IMAGENET_MEAN, IMAGENET_STD, Norm
+from asc.errors import UserMistake
 from asc.model.blocks import backbone_blocks
 
 
@@ -19,7 +20,7 @@ from asc.model.blocks import backbone_blocks
 IMAGENET_NORM: Norm = (IMAGENET_MEAN, IMAGENET_STD)
 
 
-class PretrainedWeightsError(RuntimeError):
+class PretrainedWeightsError(RuntimeError, UserMistake):
     """The ImageNet weights are neither in the torch hub cache nor downloadable."""
 
 

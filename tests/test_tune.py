@@ -62,7 +62,7 @@ def test_study_prunes_resumes_and_is_tracked(tmp_path):
     seeds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in {t.info.run_id for t in trials}]
     assert seeds and all("val/acc" in r.data.metrics for r in seeds)  # per-epoch metrics on the training runs
     summary = client.get_run(parent).data
-    assert "best.model.lr" in summary.params and summary.metrics["trials/pruned"] >= 1
+    assert "best.model.lr" in summary.tags and summary.metrics["trials/pruned"] >= 1
     assert summary.metrics["retrain/n"] == 2 and 0 <= summary.metrics["retrain/test_acc_mean"] <= 1
     plots = {a.path for a in client.list_artifacts(parent, "plots")}
     assert {"plots/optimization_history.png", "plots/slice.png"} <= plots
@@ -107,3 +107,26 @@ def test_bad_search_setup_fails_before_any_trial(compose, override, message, tmp
     with pytest.raises(TuneConfigError, match=message):
         tune(cfg)
     assert not (tmp_path / "mlflow.db").exists()  # nothing was started
+
+
+def test_a_resumed_study_whose_best_trial_changes_says_its_new_best(tmp_path):
+    """MLflow refuses to change a logged param: the summary of a study that grew used to fail at the second call."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from asc.runs.tune import summarise
+    from asc.tracking.store import TrackingStore
+
+    store = TrackingStore(f"sqlite:///{tmp_path / 'mlflow.db'}", explicit=True)
+    parent = store.create_run(store.experiment("study"), "study")
+    study = optuna.create_study(direction="maximize")
+    dist = {"model.lr": FloatDistribution(1e-4, 1e-2, log=True)}
+    for lr, value in ((1e-3, 0.5), (2e-3, 0.6)):
+        study.add_trial(optuna.trial.create_trial(params={"model.lr": lr}, distributions=dist, value=value))
+    summarise(store, study, parent)
+    study.add_trial(optuna.trial.create_trial(params={"model.lr": 5e-3}, distributions=dist, value=0.8))  # the resume
+    summarise(store, study, parent)
+    data = store.get_run(parent).data
+    assert float(data.tags["best.model.lr"]) == 5e-3 and data.tags["best_trial"] == "2"
+    history = store.client.get_metric_history(parent, "best/objective")
+    assert [(m.step, m.value) for m in history] == [(2, 0.6), (3, 0.8)]

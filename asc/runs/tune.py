@@ -281,14 +281,16 @@ def objective_for(cfg: DictConfig, space: dict[str, dict[str, Any]], store: Trac
 
 
 def summarise(store: TrackingStore, study, parent: str) -> None:
-    """Best params and Optuna's matplotlib plots on the parent run."""
+    """Best params (tags ``best.<key>``, overwritten when a resumed study finds a better trial), ``best/objective``
+    per number of completed trials, and Optuna's matplotlib plots on the parent run."""
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     store.log_metrics(parent, {f"trials/{s.name.lower()}": sum(t.state == s for t in study.trials) for s in TrialState})
     if not done:
         log.warning("no completed trial yet: nothing to summarise")
         return
-    store.log_params(parent, {f"best.{key}": value for key, value in study.best_params.items()})
-    store.log_metrics(parent, {"best/objective": study.best_value})
+    # tags, not params: a study that grows on resume gets a new best, and MLflow refuses to change a param
+    store.set_tags(parent, {f"best.{key}": value for key, value in study.best_params.items()})
+    store.log_metrics(parent, {"best/objective": study.best_value}, step=len(done))  # its history over the trials
     store.set_tags(parent, {"best_trial": study.best_trial.number})
     plots = {"optimization_history": ov.plot_optimization_history, "slice": ov.plot_slice}
     if len(done) >= 2:

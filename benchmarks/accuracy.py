@@ -20,6 +20,10 @@ import statistics
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from asc.runs.train import RunResult
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,7 +36,7 @@ DATA = [
 FROZEN = ["model.freeze=true", "model.pretrained=false", "model.hidden=[64]"]
 
 
-def run(overrides: list[str]) -> dict:
+def run(overrides: list[str]) -> RunResult:
     from hydra import compose, initialize_config_dir
 
     from asc.runs.train import run as train_run
@@ -71,9 +75,9 @@ def main(argv: list[str] | None = None) -> dict:
         for seed in range(args.seeds):
             r = run([*common, *extra, f"seed={seed}"])
             acc = results.setdefault(name, {"test": [], "val": []})
-            acc["test"].append(r["test/acc"])
-            acc["val"].append(r["val/acc"])
-            print(f"  {name}, seed {seed}: test {r['test/acc']:.3f}, val {r['val/acc']:.3f}", flush=True)
+            acc["test"].append(r.test_acc)
+            acc["val"].append(r.val_acc)
+            print(f"  {name}, seed {seed}: test {r.test_acc:.3f}, val {r.val_acc:.3f}", flush=True)
 
     def ms(xs: list[float]) -> str:
         return f"{100 * statistics.mean(xs):5.1f} +- {100 * (statistics.stdev(xs) if len(xs) > 1 else 0):4.1f}"

@@ -237,16 +237,16 @@ def test_run_with_lite0_and_the_embedding_cache(tmp_path, tiny_tau, monkeypatch)
     views = cfg.model.embedding_cache.positions * (cfg.model.embedding_cache.masks if cfg.mask > 0 else 1)
     assert info["shapes"]["train"][1:] == [views, 1280] and info["key"]["backbone"] == "efficientnet_lite0"
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    m = client.get_run(result["run_id"]).data.metrics
+    m = client.get_run(result.run_id).data.metrics
     head = 1280 * 512 + 512 + 512 * 10 + 10
     assert m["params/trainable"] == head and m["params/total"] == head + 3_371_008
     assert 5e7 < m["flops_per_sample"] < 3e8  # Lite0 at 96 px: 0.14 GFLOPs (a multiply-add counts 2; VGG16 at 224: 31)
     # frozen ImageNet features separate the synthetic scenes well above chance (0.1): validation accuracy (40 clips)
     # 0.43-0.48 measured over seeds 0-2, test (20 clips) 0.25-0.30; 0.18 / 0.20 with the same network's random
     # initialisation (model.pretrained=false)
-    assert result["val/acc"] >= 0.3 and result["test/acc"] > 0.1, result
+    assert result.val_acc >= 0.3 and result.test_acc > 0.1, result
     # the logged MLflow model (rebuilt from its checkpoint, no weights file) predicts probabilities
-    model = mlflow.pyfunc.load_model(result["model_uri"])
+    model = mlflow.pyfunc.load_model(result.model_uri)
     image = np.random.default_rng(0).integers(0, 256, (1, 240, 200), dtype=np.uint8)
     probs = model.predict(image)
     assert probs.shape == (1, 10) and abs(float(probs.to_numpy().sum()) - 1) < 1e-5

@@ -140,10 +140,10 @@ def test_folder_dataset_trains_end_to_end(own, tmp_path, monkeypatch):
     # config: an earlier run in this process would otherwise redirect this one to its store
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = run(cfg)
-    assert 0.0 <= result["test/acc"] <= 1.0
+    assert 0.0 <= result.test_acc <= 1.0
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    metrics = client.get_run(result["run_id"]).data.metrics
+    metrics = client.get_run(result.run_id).data.metrics
     assert metrics["split/train"] == 12 and metrics["split/test"] == 6 and metrics["split/leakage"] == 0.0
     assert {f"test/acc_{s}" for s in SCENES3} <= set(metrics)
-    params = client.get_run(result["run_id"]).data.params
+    params = client.get_run(result.run_id).data.params
     assert params["data.kind"] == "folder"

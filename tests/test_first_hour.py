@@ -7,23 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-import soundfile as sf
-
 from asc.data.dataset import Layout, scan_folder
 
 from conftest import REPO
-
-
-def _recordings(folder: Path, n: int, seconds: float = 0.5) -> list[str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(len(str(folder)))
-    names = []
-    for i in range(n):
-        sf.write(folder / f"r{i}.wav", rng.standard_normal(int(16_000 * seconds)).astype("float32") * 0.1, 16_000)
-        names.append(f"r{i}.wav")
-    return names
+from reliability.data import recordings
 
 
 def test_a_missing_data_folder_is_one_line_and_status_2_with_nothing_written(tmp_path):
@@ -40,12 +27,13 @@ def test_a_missing_data_folder_is_one_line_and_status_2_with_nothing_written(tmp
 
 
 def test_fold_folders_linked_to_another_disk_are_followed_and_hostile_names_still_refused(tmp_path):
-    elsewhere = tmp_path / "other disk" / "fold1"
-    names = _recordings(elsewhere, 3)
+    elsewhere = recordings(tmp_path / "other disk" / "fold1", 3, seconds=0.5)
+    names = [f"clip{i:03d}.wav" for i in range(3)]
     root = tmp_path / "my set é"
     root.mkdir()
     (root / "fold1").symlink_to(elsewhere, target_is_directory=True)
-    secret = _recordings(tmp_path / "secret", 1)[0]
+    recordings(tmp_path / "secret", 1, seconds=0.5)
+    secret = "clip000.wav"
     rows = [f"fold1/{n},a" for n in names] + [f"../secret/{secret},b", f"{tmp_path / 'secret' / secret},b"]
     (root / "labels.csv").write_text("filename,label\n" + "\n".join(rows) + "\n")
     df, layout = scan_folder(root, copies=False)
@@ -55,8 +43,7 @@ def test_fold_folders_linked_to_another_disk_are_followed_and_hostile_names_stil
 
 def test_a_user_folder_given_with_a_tilde_is_found(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
-    _recordings(tmp_path / "data" / "set", 2)
-    (tmp_path / "data" / "set" / "labels.csv").write_text("filename,label\nr0.wav,a\nr1.wav,b\n")
+    recordings(tmp_path / "data" / "set", 2, seconds=0.5)  # with its labels.csv
     df, layout = scan_folder("~/data/set", copies=False)
     assert len(df) == 2 and not layout.errors
 

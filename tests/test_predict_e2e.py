@@ -31,11 +31,11 @@ def test_train_then_predict_from_the_run_and_the_registry(tmp_path, monkeypatch,
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     result = run(cfg)
-    assert result["model_uri"].startswith("models:/")
+    assert result.model_uri.startswith("models:/")
 
     rng = np.random.default_rng(0)
     sf.write(tmp_path / "rec.ogg", 0.1 * rng.standard_normal((44_100 * 8, 2)).astype(np.float32), 44_100)
-    predict_main([str(tmp_path / "rec.ogg"), "-m", f"runs:/{result['run_id']}", "--tracking-uri", uri])
+    predict_main([str(tmp_path / "rec.ogg"), "-m", f"runs:/{result.run_id}", "--tracking-uri", uri])
     out = capsys.readouterr().out
     assert "1 file(s) predicted, 0 failed" in out and "(slide)" in out  # 8 s > the 3 s training clips
 

@@ -71,6 +71,6 @@ def test_download_verify_extract_train(tmp_path, capsys, monkeypatch):
     # config: an earlier run in this process would otherwise redirect this one to its store
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = run(cfg)
-    metrics = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(result["run_id"]).data.metrics
+    metrics = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(result.run_id).data.metrics
     assert metrics["split/leakage"] == 0.0 and metrics["split/test"] == 20 and metrics["data/skipped"] == 0
     assert metrics["split/train"] == 20 and metrics["split/val"] == 20

@@ -154,12 +154,6 @@ class Mixup:
         lam = lam.to(logits.dtype)
         return lam * F.cross_entropy(logits, y) + (1 - lam) * F.cross_entropy(logits, y[perm])
 
-    @staticmethod
-    def targets(y: torch.Tensor, n_classes: int, lam: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
-        """The soft targets ``[B, classes]`` the loss trains towards."""
-        one = F.one_hot(y, n_classes).float()
-        return lam * one + (1 - lam) * one[perm]
-
 
 @dataclass(frozen=True)
 class Augmentations:

@@ -123,11 +123,7 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What :func:`run` returns: the run's accuracies, where it is tracked, and how it went.
-
-    ``result["test/acc"]`` and the other keys of the dict it used to be still read (:meth:`__getitem__`), for
-    scripts written against it; new code reads the fields.
-    """
+    """What :func:`run` returns: the run's accuracies, where it is tracked, and how it went."""
 
     run_name: str
     val_acc: float = math.nan  # best validation accuracy (the early-stopping checkpoint's)
@@ -147,21 +143,6 @@ class RunResult:
     faithful_why: str = ""  # how it differs from it (tag faithful.why)
     worker: bool = False  # a rank > 0 process of a multi-device run (tracks nothing)
     rank: int = 0
-
-    #: the keys of the dict run() returned before, where they differ from the field names
-    OLD_KEYS = {"test/acc": "test_acc", "val/acc": "val_acc", "faithful.why": "faithful_why"}
-
-    def __getitem__(self, key: str) -> Any:
-        try:
-            return getattr(self, self.OLD_KEYS.get(key, key))
-        except AttributeError:
-            raise KeyError(key) from None
-
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
 
 
 # -- 1. build ---------------------------------------------------------------------------------------------------

@@ -1,13 +1,23 @@
 """Networks (plain ``nn.Module``s): a frozen ImageNet backbone (VGG16, EfficientNet-Lite0 or a torchvision
 classifier) or a small CNN, and the classifier head. Each backbone says its output size (``out_dim``) and the
-input normalisation its weights expect (``norm``: per-channel mean and std on the 0..1 scale)."""
+input normalisation its weights expect (``norm``: per-channel mean and std on the 0..1 scale).
+
+``model.backbone`` is one of :data:`BACKBONES` by name, or a mapping with a ``_target_`` (a class and its arguments,
+built with ``hydra.utils.instantiate``): a new network is one module and one YAML file in ``conf/model``
+(``asc/model/cpresnet.py``, ``conf/model/cpresnet.yaml``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from torch import nn
 from torchvision.models import get_model, get_weight
 
@@ -22,6 +32,10 @@ IMAGENET_NORM: Norm = (IMAGENET_MEAN, IMAGENET_STD)
 
 class PretrainedWeightsError(RuntimeError, UserMistake):
     """The ImageNet weights are neither in the torch hub cache nor downloadable."""
+
+
+class BackboneError(ValueError, UserMistake):
+    """``model.backbone`` names no backbone: an unknown name, or a ``_target_`` mapping that builds none."""
 
 
 #: torchvision ImageNet classifiers usable as frozen backbones (``model.backbone=NAME``):
@@ -220,8 +234,75 @@ class SmallCNN(nn.Module):
         return torch.flatten(self.pool(self.features(x)), 1)
 
 
-def make_backbone(name: str, pretrained: bool = True, channels: Sequence[int] = (16, 32, 64, 128)) -> nn.Module:
-    """The backbone ``model.backbone=name`` (one of :data:`BACKBONES`), with ``out_dim`` and ``norm``."""
+#: ``model.backbone``: a name of :data:`BACKBONES`, or ``{"_target_": "package.module.Class", **arguments}``.
+BackboneSpec = str | Mapping[str, Any]
+
+
+def backbone_id(spec: BackboneSpec) -> str:
+    """The backbone as one string: its name, or its ``_target_`` mapping as JSON with sorted keys (the run's
+    ``backbone`` tag, the embedding cache's key)."""
+    if isinstance(spec, Mapping):
+        return json.dumps(_plain(spec), sort_keys=True)
+    return str(spec)
+
+
+def _plain(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``_target_`` mapping as plain containers (an OmegaConf node resolved)."""
+    return OmegaConf.to_container(spec, resolve=True) if OmegaConf.is_config(spec) else dict(spec)
+
+
+def build_target(spec: Mapping[str, Any], pretrained: bool = False) -> nn.Module:
+    """The backbone a ``_target_`` mapping names, built with ``hydra.utils.instantiate`` from its own arguments
+    (lists arrive as lists); it must have ``out_dim`` and ``norm`` like the named ones.
+
+    The mapping also travels in checkpoints (their hyperparameters), which are loaded weights-only so that a file
+    cannot run code: so the target must be an ``nn.Module`` class, and its arguments plain values (no nested
+    ``_target_``, none of Hydra's ``_args_``/``_partial_``...).
+    """
+    spec = _plain(spec)
+    target = spec.get("_target_")
+    if not isinstance(target, str) or not target:
+        raise BackboneError("model.backbone: a mapping needs a _target_ (the backbone's class, e.g. "
+                            f"asc.model.cpresnet.CPResNet), got keys {sorted(map(str, spec))}")
+    if pretrained:
+        raise BackboneError(f"model.pretrained=true: ImageNet weights come with the named backbones only; {target} "
+                            "is built from the arguments under model.backbone: set model.pretrained=false")
+    special = sorted(k for k in _keys(spec) if k.startswith("_") and k.endswith("_") and k != "_target_")
+    if special or any("_target_" in _keys(v) for v in spec.values()):
+        raise BackboneError(f"model.backbone: {target}'s arguments must be plain values, not objects or Hydra's "
+                            f"special keys ({', '.join(special) or 'a nested _target_'})")
+    module, _, name = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise BackboneError(f"model.backbone: _target_ {target!r} cannot be imported ({type(err).__name__}: {err})") from err
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise BackboneError(f"model.backbone: _target_ {target} is not an nn.Module class")
+    try:
+        net = instantiate(spec, _convert_="all", _recursive_=False)
+    except InstantiationException as err:  # an unknown or bad argument: the class's own message
+        raise BackboneError(f"model.backbone: {target}: {err.__cause__ or err}") from err
+    missing = [a for a in ("out_dim", "norm") if not hasattr(net, a)]
+    if missing:
+        raise BackboneError(f"model.backbone: {target} has no {' and no '.join(missing)}: a backbone says its output "
+                            "size (out_dim) and the input's per-channel mean and std (norm)")
+    return net
+
+
+def _keys(node: Any) -> set[str]:
+    """Every key of a nested mapping (inside lists too)."""
+    if isinstance(node, Mapping):
+        return {str(k) for k in node} | {k for v in node.values() for k in _keys(v)}
+    if isinstance(node, list):
+        return {k for v in node for k in _keys(v)}
+    return set()
+
+
+def make_backbone(name: BackboneSpec, pretrained: bool = True, channels: Sequence[int] = (16, 32, 64, 128)) -> nn.Module:
+    """The backbone ``model.backbone=name`` (one of :data:`BACKBONES`, or a ``_target_`` mapping: see
+    :func:`build_target`), with ``out_dim`` and ``norm``."""
+    if isinstance(name, Mapping):
+        return build_target(name, pretrained)
     if name == "vgg16":
         return VGG16Features(pretrained)
     if name == "efficientnet_lite0":
@@ -230,7 +311,8 @@ def make_backbone(name: str, pretrained: bool = True, channels: Sequence[int] = 
         return TorchvisionFeatures(name, pretrained)
     if name == "small_cnn":
         return SmallCNN(channels)
-    raise ValueError(f"model.backbone: {name!r} is not one of {', '.join(map(repr, BACKBONES))}")
+    raise BackboneError(f"model.backbone: {name!r} is not one of {', '.join(map(repr, BACKBONES))}, nor a mapping "
+                     "with a _target_")
 
 
 def make_head(in_dim: int, hidden: Sequence[int], n_classes: int, dropout: float = 0.5) -> nn.Sequential:
@@ -261,7 +343,7 @@ class SceneNet(nn.Module):
     def __init__(
         self,
         n_classes: int,
-        backbone: str = "vgg16",
+        backbone: BackboneSpec = "vgg16",
         pretrained: bool = True,
         freeze: bool = True,
         hidden: Sequence[int] = (512,),
@@ -280,7 +362,8 @@ class SceneNet(nn.Module):
                 raise ValueError(f"model.unfreeze={unfreeze} needs model.freeze=false (it says how much of the backbone trains)")
             blocks = backbone_blocks(self.backbone)
             if not 0 <= unfreeze <= len(blocks):
-                raise ValueError(f"model.unfreeze={unfreeze}: the {backbone} backbone has {len(blocks)} blocks")
+                name = backbone if isinstance(backbone, str) else type(self.backbone).__name__
+                raise ValueError(f"model.unfreeze={unfreeze}: the {name} backbone has {len(blocks)} blocks")
             self.frozen_part = [m for block in blocks[: len(blocks) - unfreeze] for m in block]
             for m in self.frozen_part:
                 m.requires_grad_(False)

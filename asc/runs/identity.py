@@ -11,6 +11,8 @@ covers ``logger.experiment``...).
 groups ``conf/experiment/paper_grid.yaml`` names (TAU, constant-Q features, frozen VGG16, the default
 trainer). A run with no difference is tagged ``faithful=true``; any other is ``faithful=false`` with the
 differences as its reason, and reports show the published numbers beside it as context, not as a target.
+A setting given as an object (``model.backbone: {_target_: asc.model.cpresnet.CPResNet, rho: 6}``) is hashed and
+logged by its leaves (``model.backbone.rho``) and shown as ``CPResNet(rho=6)`` among the differences.
 """
 
 from __future__ import annotations
@@ -171,5 +173,16 @@ def paper_differences(cfg: DictConfig | Mapping[str, Any]) -> list[str]:
         if key == "data.synthetic":
             continue
         if run.get(key, "(not set)") != want:
-            out.append(f"{key}: {shown.get(key, '(not set)')!r} (paper: {raw[key]!r})")
+            node = _select(config, key)  # a setting the paper has as a value, given as an object (model.backbone)
+            given = _recipe(node) if isinstance(node, Mapping) else repr(shown.get(key, "(not set)"))
+            out.append(f"{key}: {given} (paper: {raw[key]!r})")
     return out
+
+
+def _select(node: Any, dotted: str) -> Any:
+    """``node["a"]["b"]`` for ``"a.b"``, or None where a key is missing."""
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node

@@ -41,6 +41,7 @@ from asc.data.datamodule import DataConfig, SceneDataModule
 from asc.data.features import FeatureSpec
 from asc.model.embeddings import EmbeddingCacheConfig, EmbeddingData, build_or_load
 from asc.model.module import SceneClassifier
+from asc.model.networks import backbone_id
 from asc.files import exclusive
 from asc.runs.identity import config_hash, config_lock, leaves, paper_differences
 from asc.runs.placement import placement_tags
@@ -230,7 +231,7 @@ def embedding_inputs(s: RunSettings, images: SceneDataModule, module: SceneClass
     banks = {p: images.bank(p) for p in ("train", "val", "test")}
     outputs, real, _, computed = build_or_load(
         module.net, banks, s.cache, module.views, root=s.data.cache_dir, spec_key=s.features.key(),
-        backbone=str(s.network.get("backbone")), precision=s.trainer.get("precision"),
+        backbone=backbone_id(s.network.get("backbone")), precision=s.trainer.get("precision"),
         device=trainer.strategy.root_device, progress=s.progress and trainer.is_global_zero,
     )
     data = EmbeddingData(outputs, {p: bank.labels for p, bank in banks.items()}, s.data.batch_size,
@@ -310,7 +311,7 @@ def run_tags(cfg: DictConfig, s: RunSettings) -> dict[str, Any]:
         differences.append("model.embedding_cache: the head trains on stored views (fixed windows and masks)")
     return {
         "window": s.window, "mask": s.mask, "seed": s.seed, "split": s.data.split, "features": s.features.kind,
-        "backbone": s.network.get("backbone"), "cell": f"window={s.window:g},mask={s.mask:g}",
+        "backbone": backbone_id(s.network.get("backbone")), "cell": f"window={s.window:g},mask={s.mask:g}",
         "config_hash": config_hash(cfg), "settings_hash": config_hash(cfg, drop=("seed",)),
         "inputs": "embeddings" if s.from_cache else "images",
         "faithful": str(not differences).lower(), "faithful.why": "; ".join(differences)[:5000],

@@ -21,8 +21,12 @@ install: .venv/.synced ## create .venv and install the locked dependencies (uv)
 demo: install ## the paper's pipeline on synthetic scenes, logged to MLflow (a few minutes on 2 cores)
 	$(PY) train.py experiment=demo
 
-test: install ## the whole test suite (what CI runs; the 25 slowest tests listed at the end)
-	$(PY) -m pytest --durations=25
+# Test processes side by side (pytest-xdist; work stealing evens out the long end-to-end tests). At least 4 even on
+# 2 cores: many tests wait on daemons (PostgreSQL, SLURM, MLflow servers, Chromium) or on child processes.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -lt 4 ] && n=4; echo $$n)
+
+test: install ## the whole test suite, TEST_WORKERS processes side by side (what CI runs; the 25 slowest tests listed at the end)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=25
 
 test-fast: install ## the fast tests only
 	$(PY) -m pytest -m "not slow"

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "tune": "an Optuna search over the augmentation and head (Hydra overrides; resumable)",
     "server": "run the team's MLflow tracking server (PostgreSQL or SQLite, artifacts proxied; 127.0.0.1 by default)",
     "report": "summarise a sweep: mean ± std per cell next to the published table, logged to MLflow",
+    "compare": "recipes side by side: several sweeps in one table and bar chart, logged to MLflow",
     "predict": "predict the scenes of recordings, folders or a live PCM stream with a trained model",
     "register": "register a run's MLflow model (or the best run of an experiment) under a name",
     "export": "write a trained model as ONNX (8-bit clip in, class probabilities out)",

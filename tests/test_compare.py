@@ -1,0 +1,74 @@
+"""asc compare: sweeps (recipes) side by side, read back from an MLflow store built here."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from asc.runs.compare import compare, sweep_parents
+from asc.tracking.store import PARENT_KEY_TAG, PARENT_TAG, TrackingStore
+
+
+def sweep(store: TrackingStore, experiment: str, name: str, accs: list[float], faithful: bool, cells=None,
+          unfinished: bool = False) -> str:
+    exp = store.experiment(experiment)
+    parent = store.create_run(exp, name, tags={PARENT_TAG: "sweep", PARENT_KEY_TAG: name})
+    for seed, acc in enumerate(accs):
+        cell = cells[seed] if cells else "w2.5_m0"
+        run = store.create_run(exp, f"{name}-{seed}", parent=parent,
+                               tags={"config_hash": f"{name}{seed}", "cell": cell, "faithful": str(faithful).lower(),
+                                     "faithful.why": "" if faithful else "model.backbone: CPResNet (paper: 'vgg16')"})
+        store.log_metrics(run, {"test/acc": acc, "best_val/acc": acc - 0.01, "epoch": 9, "params/total": 4e6,
+                                "params/trainable": 6.6e5, "flops_per_sample": 7.7e8})
+        store.end_run(run, "RUNNING" if unfinished else "FINISHED")
+    store.end_run(parent)
+    return parent
+
+
+@pytest.fixture
+def store(tmp_path) -> TrackingStore:
+    return TrackingStore(f"sqlite:///{tmp_path / 'mlflow.db'}", explicit=True)
+
+
+def test_recipes_in_one_table_against_the_faithful_one_with_a_chart_in_mlflow(store, tmp_path):
+    other = sweep(store, "cpresnet", "cp", [0.90, 0.92, 0.94], faithful=False)
+    base = sweep(store, "real-audio", "paper", [0.80, 0.82, 0.84], faithful=True)
+    result = compare(store, [(other, "CP-ResNet"), (base, None)], tmp_path / "out")
+    rows = result.table.set_index("recipe")
+    assert rows.loc["CP-ResNet", "test_mean"] == pytest.approx(0.92)
+    assert rows.loc["CP-ResNet", "test_std"] == pytest.approx(0.02)
+    assert rows.loc["CP-ResNet", "n"] == 3 and rows.loc["CP-ResNet", "epochs"] == 10
+    # the faithful row is the baseline even when it is not first; the other gets +10 pp
+    line = next(l for l in result.markdown.splitlines() if l.startswith("| CP-ResNet"))
+    assert "92.0 ± 2.0 (n=3)" in line and "+10.0" in line and "CPResNet" in line
+    assert "| paper | 82.0 ± 2.0 (n=3) | baseline |" in result.markdown
+    assert pd.read_csv(tmp_path / "out" / "compare.csv")["recipe"].tolist() == ["CP-ResNet", "paper"]
+    assert (tmp_path / "out" / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    logged = {a.path for a in store.client.list_artifacts(result.run_id)}
+    assert logged == {"compare.md", "compare.csv", "compare.png"}
+
+
+def test_a_grid_sweep_counts_its_best_cell_and_unfinished_sweeps_are_left_out_when_listing_all(store, tmp_path):
+    grid = sweep(store, "real-audio", "grid", [0.5, 0.9, 0.52, 0.88], faithful=True,
+                 cells=["w3_m0", "w5_m0", "w3_m0", "w5_m0"])
+    running = sweep(store, "real-audio", "running", [0.7], faithful=False, unfinished=True)
+    assert sweep_parents(store, ["real-audio"]) == [grid, running]
+    result = compare(store, [(p, None) for p in sweep_parents(store)], tmp_path / "out", log_to=None,
+                     skip_unfinished=True)
+    assert result.table["recipe"].tolist() == ["grid"] and result.run_id is None
+    assert result.table["test_mean"].iloc[0] == pytest.approx(0.89)  # the w5 cell, best by validation
+    assert math.isclose(result.table["n"].iloc[0], 2)
+    with pytest.raises(Exception, match="no finished run"):
+        compare(store, [(running, None)], tmp_path / "out2", log_to=None)
+
+
+def test_cli_names_an_unknown_experiment_in_one_line(store, tmp_path):
+    sweep(store, "real-audio", "paper", [0.8], faithful=True)
+    out = subprocess.run([sys.executable, "-m", "asc", "compare", "--tracking-uri", store.uri, "--experiment", "real-audoi",
+                          "--out", str(tmp_path / "o"), "--no-log"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "'real-audoi'" in out.stderr and "real-audio" in out.stderr

@@ -90,7 +90,7 @@ def _count(x: float) -> str:
         return "—"
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if x >= size:
-            return f"{x / size:.2f} {unit}"
+            return f"{x / size:.3g} {unit}"
     return f"{x:.0f}"
 
 

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
+from asc.errors import SettingError
+
 if TYPE_CHECKING:  # imported when used: it loads torch (3 s), and `asc train` must say in seconds that no server answers
     from asc.data.features import FeatureSpec
 
@@ -66,7 +68,7 @@ def settings(cls: type[T], cfg: Any, group: str, drop: tuple[str, ...] = ("name"
     known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"{group}: unknown setting(s) {unknown}; known: {sorted(known)}")
+        raise SettingError(f"{group}: unknown setting(s) {unknown}; known: {sorted(known)}")
     for key, value in data.items():
         if isinstance(value, list):
             data[key] = tuple(value)

@@ -7,3 +7,8 @@ traceback (``HYDRA_FULL_ERROR=1`` shows it); any other exception is a bug and ke
 
 class UserMistake(Exception):
     """Raised for input the user can fix; the message names the file or setting, the problem and what to do."""
+
+
+class SettingError(ValueError, UserMistake):
+    """A setting's value is unusable (a wrong type, out of range, a window longer than the clips...); the message
+    names the setting (``window=abc``) and what it must be."""

@@ -342,7 +342,7 @@ def test_bad_model_sources(tmp_path, capsys):
         load_predictor(str(tmp_path))
     with pytest.raises(SystemExit) as exit_:
         main(["x.wav", "-m", str(tmp_path / "missing.ckpt")])
-    assert exit_.value.code == 2 and "missing.ckpt': no such checkpoint file" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "--model " + str(tmp_path / "missing.ckpt") + ": no such file" in capsys.readouterr().err
 
 
 def test_short_and_unreadable_files(predictor, tmp_path):

@@ -163,20 +163,23 @@ def test_report_after_a_failed_job(store, capsys, tmp_path, monkeypatch):
     from asc.cli.report import main
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    # window=9 s is longer than the 4 s clips: that job raises; Hydra then skips on_multirun_end
-    out = check(store.sweep("broken", "window=2,9", "mask=0", "seed=0"), ok=False)
-    assert "window=9 s (422 frames) is longer than the clips" in out
+    # window=9 s is longer than the 4 s clips: that job stops on the mistake before it writes anything (no MLflow
+    # run); the other job runs, and the sweep ends with status 2 and a summary that names the one that stopped
+    proc = store.sweep("broken", "window=2,9", "mask=0", "seed=0")
+    out = check(proc, ok=False)
+    assert proc.returncode == 2 and "Traceback" not in out
+    assert "asc train: window=9: longer than the clips (data.clip_seconds=4 s)" in out
     parent = next(p for p in store.parents() if "window=2,9" in p.info.run_name)
-    assert parent.info.status == "FAILED"  # closed by the exit handler, with a summary of what finished
+    assert parent.info.status == "FAILED"  # closed at the end of the sweep, with a summary of what finished
     assert "summary/report.md" in {f.path for f in store.client.list_artifacts(parent.info.run_id, "summary")}
     status = {k.info.run_name: k.info.status for k in store.children(parent.info.run_id)}
-    assert status == {"window=2,mask=0,seed=0": "FINISHED", "window=9,mask=0,seed=0": "FAILED"}
+    assert status == {"window=2,mask=0,seed=0": "FINISHED"}
 
     sweep_dir = store.sweep_dir("broken")
     main([str(sweep_dir)])
     printed = capsys.readouterr().out
-    assert "Jobs: 2 expected, 1 finished, 1 failed." in printed
-    assert "`window=9,mask=0,seed=0`: FAILED" in printed
+    assert "Jobs: 2 expected, 1 finished, 1 stopped on a mistake in its input before it started." in printed
+    assert "- `window=9`: stopped on a mistake in its input: window=9: longer than the clips" in printed
     assert re.search(r"\| 2 s \| \*\*\d+\.\d \(n=1\)\*\*", printed), printed
     assert "69.7 %" in printed  # the best cell next to the published test accuracy ...
     assert "**Not the paper's setup**" in printed and "data: synthetic scenes, not TAU 2019" in printed  # ... as context

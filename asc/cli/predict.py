@@ -14,16 +14,17 @@ import os
 import re
 import sys
 import warnings
+import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from asc.config import feature_spec
-from asc.data.audio import audio_files
-from asc.inference.outputs import format_top, plot_bars, write_csv, write_json
-from asc.inference.predictor import ModelError, Prediction, Predictor
-from asc.inference.sources import load_predictor
-from asc.inference.stream import PCM_DTYPES, stream
+from asc.data.audio import AUDIO_EXTENSIONS, PCM_DTYPES, audio_files
+
+if TYPE_CHECKING:  # imported once the inputs are checked: torch and Lightning take 5 to 20 s to load
+    from asc.inference.predictor import Prediction, Predictor
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,6 +60,40 @@ def _fail(msg: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+def _check_model(source: str) -> None:
+    """What can be said of ``--model`` before torch is loaded: a file must be a checkpoint (a zip archive, as
+    ``torch.save`` writes them) or an exported ``.onnx`` model; a name that is no file must be an MLflow one."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".onnx" and not zipfile.is_zipfile(path):
+            _fail(f"--model {source}: not a checkpoint; give the best.ckpt of a run (`asc train` prints where it is), "
+                  "an .onnx file written by `asc export`, runs:/<run id> or models:/<name>/<version>")
+    elif not path.is_dir() and not (source.startswith(("runs:/", "models:/")) or re.fullmatch(r"[0-9a-f]{32}", source)):
+        _fail(f"--model {source}: no such file; give the best.ckpt of a run (`asc train` prints where it is), an "
+              ".onnx file, runs:/<run id> or models:/<name>/<version>")
+
+
+def _input_files(inputs: list[str]) -> list[Path]:
+    """The audio files of ``inputs`` (files, and the audio files under folders); a missing path or a folder without
+    audio is the user's mistake, said before the model is loaded."""
+    files: list[Path] = []
+    problems: list[str] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = audio_files(item)
+            if not found:
+                problems.append(f"{item}: no audio files in this folder (looked for {', '.join(sorted(AUDIO_EXTENSIONS))})")
+            files += found
+        elif item.is_file():
+            files.append(item)
+        else:
+            problems.append(f"{item}: no such file or folder")
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        _fail(shown)
+    return files
+
+
 def main(argv: list[str] | None = None) -> None:
     a = parser().parse_args(argv)
     warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)  # librosa's CQT, short clips
@@ -75,6 +110,11 @@ def main(argv: list[str] | None = None) -> None:
         _fail("- (stdin stream) cannot be combined with other inputs")
     if "-" in a.inputs and not a.rate:
         _fail("reading a PCM stream from stdin (-) needs --rate (and --channels, --dtype if not 1 x int16)")
+    _check_model(a.model)
+    files = [] if a.inputs == ["-"] else _input_files(a.inputs)
+    from asc.inference.predictor import ModelError
+    from asc.inference.sources import load_predictor
+
     try:
         predictor = load_predictor(a.model, a.tracking_uri, expect, a.device)
     except ModelError as err:
@@ -83,17 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     if a.inputs == ["-"]:
         _main_stream(a, predictor, k)
         return
+    from asc.inference.outputs import format_top, plot_bars, write_csv, write_json
 
-    files: list[Path] = []
     errors: list[tuple[str, str]] = []
-    for item in map(Path, a.inputs):
-        if item.is_dir():
-            found = audio_files(item)
-            if not found:
-                errors.append((str(item), "no audio files in this folder"))
-            files += found
-        else:
-            files.append(item)
     results: list[Prediction] = []
     width = max([len(str(f)) for f in files] + [4])
     print(f"model {a.model}: {len(predictor.class_names)} classes, {predictor.spec.kind} features at "
@@ -133,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main_stream(a: argparse.Namespace, predictor: Predictor, k: int) -> None:
+    from asc.inference.stream import stream
+
     print(f"stream: {a.rate} Hz x {a.channels} {a.dtype}; a decision every {predictor.hop_frames(a.hop) * predictor.spec.hop_length / predictor.spec.sample_rate:.2f} s "
           f"over the last {a.smooth} clip(s) of {predictor.clip_seconds:g} s", file=sys.stderr)
     try:

@@ -2,6 +2,9 @@
 :mod:`asc.runs.tune`); takes the same Hydra overrides as ``asc train`` plus ``tune.*``.
 
     asc tune experiment=demo_small_cnn tune.n_trials=20
+
+Its inputs are checked before anything is written, as ``asc train``'s are (:func:`asc.checks.precheck`); its console is
+``asc train``'s (:func:`asc.cli.console.quiet`).
 """
 
 from __future__ import annotations
@@ -11,20 +14,29 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from asc.cli.console import fail, quiet
+from asc.checks import check_inputs, precheck
+from asc.cli.console import fail, mistake, quiet
 from asc.config import CONFIG_DIR
+from asc.errors import UserMistake
 from asc.files import DiskFull
-from asc.tracking.health import TrackingError, check_server, resolve_uri
+from asc.tracking.health import TrackingError
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="tune")
 def study(cfg: DictConfig) -> None:
     quiet()
-    try:
-        check_server(resolve_uri(cfg.logger.tracking_uri))
-        from asc.runs.tune import tune  # after the server check: torch/MLflow load for ~10 s
+    try:  # nothing written yet but Hydra's run folder, which goes too
+        check_inputs(cfg)
+        from asc.runs.tune import check_space, tune  # torch/MLflow/Optuna load for ~10 s
 
+        quiet()  # again: Lightning, imported just now, gave its logger a console handler of its own
+        check_space(cfg)
+    except UserMistake as err:
+        mistake("tune", err, cfg)
+    try:
         result = tune(cfg)
+    except UserMistake as err:
+        mistake("tune", err)
     except (TrackingError, DiskFull) as err:
         fail("tune", err)
     if any(t.value is not None for t in result.trials):
@@ -35,4 +47,5 @@ def study(cfg: DictConfig) -> None:
 def main(argv: list[str] | None = None) -> None:
     if argv is not None:  # `asc tune ARGS`: Hydra reads its arguments from sys.argv
         sys.argv = [sys.argv[0], *argv]
+    precheck("tune", "tune", sys.argv[1:])
     study()

@@ -13,7 +13,8 @@ def main(argv: list[str] | None = None) -> None:
         prog="asc verify",
         description="Check a dataset folder and print its summary: clips per scene and city, durations, sample "
                     "rates, channels; missing and extra audio files, unknown labels, malformed rows. "
-                    "Exit status 1 if it has errors (2 with --strict and warnings only).",
+                    "Exit status 1 if it has errors, 2 if the folder or its table cannot be read at all (or with "
+                    "--strict and warnings only).",
     )
     add_dataset_arguments(p)
     p.add_argument("--strict", action="store_true", help="warnings (extra files, other formats) fail too")
@@ -21,9 +22,9 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     try:
         df, layout = scan_tau(a.root, copies=True) if a.kind == "tau" else scan_folder(a.root, a.labels_csv)
-    except DatasetError as err:
-        print(f"ERROR {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+    except DatasetError as err:  # no folder, no usable table: the user's mistake, one line
+        print(f"asc verify: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     text, failed = summary(a.root, df, layout, a.kind, progress=not a.no_progress)
     print(text)
     if failed:

@@ -21,6 +21,8 @@ import soundfile as sf
 
 
 #: Extensions treated as audio in a folder (anything libsndfile reads, plus MP3 through libsndfile >= 1.1).
+#: Sample types of a raw PCM stream (``asc predict -``, little-endian).
+PCM_DTYPES = ("int16", "int32", "float32", "float64")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".rf64")
 
 

@@ -40,6 +40,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from asc.errors import SettingError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MASK_FILL = 127.0
@@ -411,11 +413,11 @@ class ViewSpec:
 
     def __post_init__(self) -> None:
         if not 0 <= self.mask < 1:
-            raise ValueError(f"mask: {self.mask} must be in [0, 1)")
+            raise SettingError(f"mask: {self.mask} must be in [0, 1)")
         if self.band not in BANDS:
-            raise ValueError(f"model.band: {self.band!r} is not one of {list(BANDS)}")
+            raise SettingError(f"model.band: {self.band!r} is not one of {list(BANDS)}")
         if self.eval_windows not in ("centre", "cover"):
-            raise ValueError(f"model.eval_windows: {self.eval_windows!r} is not one of 'centre', 'cover'")
+            raise SettingError(f"model.eval_windows: {self.eval_windows!r} is not one of 'centre', 'cover'")
         _check_crop(self.crop, self.resized)
 
     @classmethod
@@ -423,7 +425,7 @@ class ViewSpec:
         """The views of clips of ``clip_frames`` for a window of ``window`` seconds (``hop_seconds`` per frame)."""
         window_frames = max(1, int(round(window / hop_seconds)))
         if window_frames > clip_frames:
-            raise ValueError(f"window={window:g} s ({window_frames} frames) is longer than the clips "
+            raise SettingError(f"window={window:g} s ({window_frames} frames) is longer than the clips "
                              f"({clip_frames} frames, {(clip_frames - 1) * hop_seconds:.2f} s): choose a smaller "
                              "window or a longer data.clip_seconds")
         resized = reference_width(clip_frames, window, hop_seconds) if crop == "reference" else None

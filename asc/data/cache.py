@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from asc.data.audio import AudioError
 from asc.data.features import NOT_FINITE, FeatureSpec, audio_from_file, emphasis, image_from_file, torch_transform
+from asc.errors import SettingError
 from asc.files import (DamagedFile, atomic_save_checked, atomic_write_text, checked_size, disk_full, exclusive,
                        load_checked, no_space)
 
@@ -132,7 +133,7 @@ class FeatureCache:
         CPU). ``device`` and ``batch_size`` change nothing else (not the entries' names).
         """
         if on_error not in ("raise", "skip"):
-            raise ValueError(f"data.on_error: {on_error!r} is not one of 'raise', 'skip'")
+            raise SettingError(f"data.on_error: {on_error!r} is not one of 'raise', 'skip'")
         report = ExtractReport()
         todo = self.missing(files, names)
         if todo:

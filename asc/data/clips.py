@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from asc.errors import SettingError
+
 PADS = ("repeat", "silence", "none")
 
 
@@ -44,7 +46,7 @@ def fit_length(image: np.ndarray, frames: int, pad: str = "repeat") -> np.ndarra
         return np.tile(image, (1, math.ceil(frames / length)))[:, :frames]
     if pad == "silence":
         return np.concatenate([image, np.zeros((image.shape[0], frames - length), dtype=image.dtype)], axis=1)
-    raise ValueError(f"data.pad: {pad!r} cannot pad a clip of {length} frames to {frames} (use repeat or silence)")
+    raise SettingError(f"data.pad: {pad!r} cannot pad a clip of {length} frames to {frames} (use repeat or silence)")
 
 
 def chunk_starts(length: int, frames: int) -> np.ndarray:

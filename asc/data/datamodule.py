@@ -30,6 +30,7 @@ from asc.data.dataset import read_folder, read_tau, safe_path
 from asc.data.features import FeatureSpec
 from asc.data.splits import PARTS, check_classes, leakage, make_split
 from asc.data.synth import SynthConfig, generate
+from asc.errors import SettingError
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,9 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.pad not in PADS:
-            raise ValueError(f"data.pad: {self.pad!r} is not one of {list(PADS)}")
+            raise SettingError(f"data.pad: {self.pad!r} is not one of {list(PADS)}")
         if self.clip_seconds <= 0:
-            raise ValueError(f"data.clip_seconds: {self.clip_seconds} must be positive")
+            raise SettingError(f"data.clip_seconds: {self.clip_seconds} must be positive")
 
 
 def count_copies(df: pd.DataFrame) -> int:
@@ -167,7 +168,7 @@ class SceneDataModule(L.LightningDataModule):
         elif self.cfg.kind == "folder":
             df = read_folder(self.root, self.cfg.labels_csv)
         else:
-            raise ValueError(f"data.kind: {self.cfg.kind!r} is not one of 'tau', 'folder'")
+            raise SettingError(f"data.kind: {self.cfg.kind!r} is not one of 'tau', 'folder'")
         df["part"] = make_split(df, self.cfg.split, self.cfg.split_seed, self.cfg.fractions, self.cfg.test_fold)
         return df[df["part"].notna()].reset_index(drop=True)
 
@@ -213,7 +214,7 @@ class SceneDataModule(L.LightningDataModule):
             text = (f"{int(short.sum())} recording(s) of {self.root} are shorter than a clip, "
                     f"data.clip_seconds={self.cfg.clip_seconds:g} s ({clip} frames): {shown}")
             if self.cfg.on_error != "skip":
-                raise ValueError(f"{text}; set data.pad=repeat (or silence) to pad them, a shorter data.clip_seconds, "
+                raise SettingError(f"{text}; set data.pad=repeat (or silence) to pad them, a shorter data.clip_seconds, "
                                  "or data.on_error=skip to leave them out")
             log.warning("%s; left out (data.on_error=skip)", text)
         keep = ~(missing | short)

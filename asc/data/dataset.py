@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from asc.data.audio import AUDIO_EXTENSIONS
 from asc.data.scenes import CHANNELS, CLIP_SECONDS, SAMPLE_RATE, SCENES, SUBTYPE
-from asc.data.splits import PARTS, leakage, make_split
+from asc.data.splits import PARTS, check_classes, leakage, make_split
 from asc.errors import UserMistake
 
 log = logging.getLogger(__name__)
@@ -277,20 +277,52 @@ def _copies(root: Path, df: pd.DataFrame, layout: Layout) -> pd.DataFrame:
 
 def _root(root: str | Path) -> Path:
     """The dataset folder (``~`` expanded), or a :class:`DatasetError` saying how to get one."""
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise DatasetError(
-            f"{root}: dataset folder not found. Download it with `asc download` (or `make data`), generate a "
-            "synthetic one with `asc synth`, or point data.root at it."
-        )
-    return root
+    given = Path(root).expanduser()
+    if given.is_dir():
+        return given
+    # a relative name is taken from where the command started: say where that is
+    shown = f"{root} ({given.absolute()})" if not given.is_absolute() else str(root)
+    if given.exists():
+        raise DatasetError(f"{shown}: not a folder; data.root must name the dataset folder (the one that holds "
+                           "meta.csv, or your recordings and their labels.csv), not a file in it")
+    raise DatasetError(
+        f"{shown}: dataset folder not found. Download it with `asc download` (or `make data`), generate a "
+        "synthetic one with `asc synth`, or point data.root at it."
+    )
 
 
 def check_root(kind: str, root: str | Path, synthetic: object = None) -> None:
     """Before anything is written (MLflow database, output folders): a dataset of ``kind`` "tau" or "folder" that is
     not generated (``synthetic``) must already be a folder at ``root``."""
-    if kind in ("tau", "folder") and not synthetic:
+    if kind not in ("tau", "folder"):
+        raise DatasetError(f"data.kind={kind!r}: not one of 'tau' (meta.csv, TAU's layout) or 'folder' (your "
+                           "recordings with a labels.csv); choose the data group: data=tau, data=folder or data=synthetic")
+    if not synthetic:
         _root(root)
+
+
+def check_dataset(kind: str, root: str | Path, labels_csv: str = "labels.csv", split: str = "paper",
+                  split_seed: int = 42, fractions: tuple[float, ...] = (0.6, 0.2, 0.2), test_fold: object = None,
+                  synthetic: object = None) -> None:
+    """What :func:`check_root` checks, then the dataset's table as training will read it: its columns, its rows
+    (names inside the folder, files present), at least two classes, and the split (``data.split``,
+    ``data.test_fold``) with every class in every part. Only the table is read and the files' presence checked (no
+    audio, no hashing): seconds for TAU's 14,400 files. A synthetic set that is not generated yet passes."""
+    check_root(kind, root, synthetic)
+    folder = Path(root).expanduser()
+    if synthetic and not (folder / "meta.csv").exists():
+        return  # generated on first use
+    df, layout = scan_tau(folder) if kind == "tau" else scan_folder(folder, labels_csv, copies=False)
+    layout.raise_errors()
+    table = folder / ("meta.csv" if kind == "tau" else labels_csv)
+    labels = sorted(df["label"].unique())
+    if len(labels) < 2:
+        found = f"only the class {labels[0]!r}" if labels else "no usable rows"
+        raise DatasetError(f"{table}: {found} in its label column; a classifier needs recordings of at least two "
+                           "classes (labels)")
+    part = make_split(df, split, split_seed, fractions, test_fold)
+    used = part.notna()
+    check_classes(df[used], part[used])
 
 
 def scan_tau(root: str | Path, check_files: bool = True, copies: bool = False) -> tuple[pd.DataFrame, Layout]:
@@ -359,6 +391,9 @@ def scan_folder(
     root = _root(root)
     layout = Layout(root)
     table = root / csv_name
+    if not table.is_file():
+        raise DatasetError(f"{table}: file not found; a folder dataset needs this table of its recordings, with the "
+                           "columns filename,label (data.labels_csv=NAME for another file in the folder)")
     rows, layout.malformed = _read_rows(table, ",", ["filename", "label"])
     layout.no_group = bool(rows) and "group" not in rows[0]
     rows = _check_names(root, csv_name, rows, layout)

@@ -30,6 +30,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from asc.errors import SettingError
+
 PARTS = ("train", "val", "test")
 SPLITS = ("paper", "grouped", "fold1", "given", "fold")
 
@@ -111,17 +113,17 @@ def _holdout_split(df: pd.DataFrame, test: pd.Series, pool: pd.Series, seed: int
 def fold1_split(df: pd.DataFrame, seed: int = 42, val_fraction: float = 0.2) -> pd.Series:
     """Official fold 1: ``evaluate`` is test; ``train`` is split by location into train and val per label."""
     if df["fold1"].isna().all():
-        raise ValueError("split=fold1: the dataset has no evaluation_setup/fold1_train.csv / fold1_evaluate.csv")
+        raise SettingError("split=fold1: the dataset has no evaluation_setup/fold1_train.csv / fold1_evaluate.csv")
     return _holdout_split(df, df["fold1"] == "evaluate", df["fold1"] == "train", seed, val_fraction, "fold1")
 
 
 def fold_split(df: pd.DataFrame, test_fold: object, seed: int = 42, val_fraction: float = 0.2) -> pd.Series:
     """A folder dataset's ``fold`` column: fold ``test_fold`` is test, the others train + val by location."""
     if "fold" not in df.columns or df["fold"].isna().all():
-        raise ValueError("split=fold: the dataset's table has no 'fold' column")
+        raise SettingError("split=fold: the dataset's table has no 'fold' column")
     folds = sorted(df["fold"].dropna().astype(str).unique())
     if test_fold is None or str(test_fold) not in folds:
-        raise ValueError(f"split=fold: data.test_fold={test_fold!r} is not one of the table's folds {folds}")
+        raise SettingError(f"split=fold: data.test_fold={test_fold!r} is not one of the table's folds {folds}")
     fold = df["fold"].astype(str)
     return _holdout_split(df, fold == str(test_fold), df["fold"].notna() & (fold != str(test_fold)), seed,
                           val_fraction, f"fold{test_fold}")
@@ -130,7 +132,7 @@ def fold_split(df: pd.DataFrame, test_fold: object, seed: int = 42, val_fraction
 def given_split(df: pd.DataFrame) -> pd.Series:
     """A folder dataset's own ``split`` column (rows without one are left out)."""
     if "given" not in df.columns or df["given"].isna().all():
-        raise ValueError("split=given: the dataset's table has no 'split' column (train/val/test)")
+        raise SettingError("split=given: the dataset's table has no 'split' column (train/val/test)")
     return df["given"].astype(object).where(df["given"].notna(), None)
 
 
@@ -139,7 +141,7 @@ def make_split(
 ) -> pd.Series:
     """The split called ``name`` as a Series of ``train``/``val``/``test`` (``None`` for unused files)."""
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"data.fractions: {list(fractions)} must be three non-negative numbers summing to 1")
+        raise SettingError(f"data.fractions: {list(fractions)} must be three non-negative numbers summing to 1")
     if name == "given":
         return given_split(df)  # the table's own choice, copies included (asc verify reports them)
     val_fraction = fractions[1] / (fractions[0] + fractions[1])
@@ -152,7 +154,7 @@ def make_split(
     elif name == "fold":
         part = fold_split(df, test_fold, seed, val_fraction)
     else:
-        raise ValueError(f"data.split: {name!r} is not one of {list(SPLITS)}")
+        raise SettingError(f"data.split: {name!r} is not one of {list(SPLITS)}")
     return keep_copies_together(df, part)
 
 
@@ -193,10 +195,10 @@ def check_classes(df: pd.DataFrame, part: pd.Series) -> None:
     for name in PARTS:
         have = set(df.loc[part == name, "label"])
         if not have:
-            raise ValueError(f"split: part {name!r} is empty; the dataset is too small for this split")
+            raise SettingError(f"split: part {name!r} is empty; the dataset is too small for this split")
         lacking = sorted(labels - have)
         if lacking:
-            raise ValueError(
+            raise SettingError(
                 f"split: class(es) {lacking} have no clips in part {name!r} "
                 "(too few clips or locations for this split; add data or change data.split)"
             )

@@ -45,7 +45,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - corrupt zip, unpickling refused, not a torch file...
-        raise ModelError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""  # torch's own is a page of advice
+        raise ModelError(f"{path}: not a readable checkpoint ({type(err).__name__}: {first[:200]})") from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise ModelError(f"{path}: not a Lightning checkpoint of asc's SceneClassifier (no state_dict/hyper_parameters)")
     return ckpt

@@ -16,11 +16,10 @@ from typing import IO, Any
 import librosa
 import numpy as np
 
+from asc.data.audio import PCM_DTYPES
 from asc.data.features import image_from_audio
 from asc.inference.outputs import format_top
 from asc.inference.predictor import Predictor
-
-PCM_DTYPES = ("int16", "int32", "float32", "float64")
 
 
 @dataclass

@@ -76,17 +76,35 @@ def load_torchvision(name: str, pretrained: bool) -> nn.Module:
     """
     net = get_model(name, weights=None)
     if pretrained:
-        weights = _weights(name)
-        target = weights_file(name)
         try:
-            state = torch.hub.load_state_dict_from_url(weights.url, progress=True, check_hash=True, weights_only=True)
+            state = torch.hub.load_state_dict_from_url(_weights(name).url, progress=True, check_hash=True,
+                                                       weights_only=True)
         except Exception as err:  # noqa: BLE001 - URLError offline, hash mismatch, corrupt file...
-            raise PretrainedWeightsError(
-                f"could not load the ImageNet {name} weights ({type(err).__name__}: {err}). "
-                f"Put {weights.url} at {target} (or set TORCH_HOME), or train with model.pretrained=false."
-            ) from err
+            raise _no_weights(name, err) from err
         net.load_state_dict(state)
     return net
+
+
+def _no_weights(name: str, err: BaseException) -> PretrainedWeightsError:
+    return PretrainedWeightsError(
+        f"could not load the ImageNet {name} weights ({type(err).__name__}: {err}). "
+        f"Put {_weights(name).url} at {weights_file(name)} (or set TORCH_HOME), or train with model.pretrained=false."
+    )
+
+
+def fetch_weights(name: str) -> Path:
+    """The torchvision backbone ``name``'s ImageNet weights file in the torch hub cache, downloaded (hash checked)
+    if it is not there yet: what :func:`load_torchvision` would download, asked before a run writes anything."""
+    target = weights_file(name)
+    if target.is_file():
+        return target
+    found = torch.hub.HASH_REGEX.search(target.name)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(_weights(name).url, str(target), found.group(1) if found else None, progress=True)
+    except Exception as err:  # noqa: BLE001 - URLError offline, hash mismatch, a read-only cache...
+        raise _no_weights(name, err) from err
+    return target
 
 
 def load_vgg16(pretrained: bool) -> nn.Module:

@@ -24,11 +24,14 @@ top and shows the published numbers as context, without a difference to beat.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import math
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -316,7 +319,9 @@ def report(store: TrackingStore, parent_run_id: str, out: str | Path, echo: bool
     sections = [f"# Sweep report: {parent.info.run_name}",
                 f"MLflow parent run `{parent_run_id}` (sweep `{parent.data.tags.get('sweep', '')}`). "
                 f"Published values: {published.SOURCE}."]
-    sections.append(jobs_section(runs, parent.data.tags.get("sweep.jobs", "")))
+    sweep_dir, swept = parent.data.tags.get("sweep.dir"), parent.data.tags.get("sweep.swept", "")
+    mistakes = read_mistakes(sweep_dir) if sweep_dir else []
+    sections.append(jobs_section(runs, parent.data.tags.get("sweep.jobs", ""), mistakes, set(filter(None, swept.split(",")))))
     if setup:
         sections.append(setup)
     if duplicated.any():
@@ -366,19 +371,48 @@ def confusion_csv_float(cm: np.ndarray, classes: list[str]) -> str:
     return buf.getvalue()
 
 
-def jobs_section(runs: pd.DataFrame, expected: str) -> str:
+#: The folder in a sweep's folder with one file per job that stopped on a mistake in its input (written by
+#: :meth:`asc.runs.sweep.SweepCallback.on_job_end`).
+MISTAKES = ".mistakes"
+
+
+def read_mistakes(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """The jobs of the sweep in ``sweep_dir`` that stopped on a mistake in their input, in job order: ``num``,
+    ``overrides``, ``error`` (the one line) and ``config_hash`` (the job's MLflow runs carry it, if it started one)."""
+    folder = Path(sweep_dir) / MISTAKES
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def job_name(overrides: list[str], swept: set[str]) -> str:
+    """A job by the swept settings that tell it apart (all its overrides where none is known)."""
+    named = [o for o in overrides if o.split("=", 1)[0] in swept] or overrides
+    return " ".join(named) or "(no overrides)"
+
+
+def jobs_section(runs: pd.DataFrame, expected: str, mistakes: Sequence[dict[str, Any]] = (),
+                 swept: set[str] = frozenset()) -> str:
+    """How many jobs finished, failed, never ran; each unfinished one, with its one-line reason where it stopped on a
+    mistake in its input (:func:`read_mistakes`; one found before the job started has no MLflow run)."""
     status = job_status(runs) if not runs.empty else runs
     counts = status["status"].value_counts().to_dict() if not status.empty else {}
+    reasons = {m["config_hash"]: m["error"] for m in mistakes if m.get("config_hash")}
+    known = set(status["config_hash"]) if not status.empty else set()
+    before = [m for m in mistakes if m.get("config_hash") not in known]  # stopped before their MLflow run
     parts = [f"{counts.get('FINISHED', 0)} finished"]
     parts += [f"{n} {s.lower()}" for s, n in sorted(counts.items()) if s != "FINISHED"]
+    if before:
+        parts.append(f"{len(before)} stopped on a mistake in its input before it started")
     head = f"Jobs: {expected} expected, " if expected else "Jobs: "
     lines = [head + ", ".join(parts) + "."]
-    if expected and expected.isdigit() and len(status) < int(expected):
-        lines.append(f"{int(expected) - len(status)} job(s) never reached MLflow (not started, or killed early); "
-                     "rerun the sweep's command to run them.")
+    if expected and expected.isdigit() and len(status) + len(before) < int(expected):
+        lines.append(f"{int(expected) - len(status) - len(before)} job(s) never reached MLflow (not started, or killed "
+                     "early); rerun the sweep's command to run them.")
     unfinished = status[status["status"] != "FINISHED"] if not status.empty else status
     for _, r in unfinished.iterrows():
-        lines.append(f"- `{r['run_name']}`: {r['status']} (MLflow run {r['run_id']})")
+        why = f": {reasons[r['config_hash']]}" if r["config_hash"] in reasons else ""
+        lines.append(f"- `{r['run_name']}`: {r['status']} (MLflow run {r['run_id']}){why}")
+    for m in before:
+        lines.append(f"- `{job_name(m['overrides'], swept)}`: stopped on a mistake in its input: {m['error']}")
     return "\n".join(lines)
 
 

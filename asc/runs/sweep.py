@@ -12,9 +12,14 @@
   tagged with its :func:`~asc.runs.identity.config_hash`, or skips it if that hash already FINISHED under the
   parent. With ``sweep_gpus=N`` (``hydra/launcher=gpus``) the job's process first takes its own GPU
   (:func:`asc.runs.placement.claim_gpu`).
-- ``on_multirun_end``: writes the summary (:func:`asc.runs.report.report`) to the parent and closes it. Hydra
-  skips this hook when a job fails, so an exit handler does the same for the jobs that did finish and marks the
-  parent FAILED; ``asc report`` does it on demand.
+- ``on_job_end``: a job that stopped on a mistake in its input (:class:`asc.errors.UserMistake`: it printed its one
+  line) is noted in ``SWEEP_DIR/.mistakes/`` (:data:`asc.runs.report.MISTAKES`) and handed back to Hydra as done,
+  so that Hydra prints no traceback for it at the end of the sweep.
+- ``on_multirun_end``: writes the summary (:func:`asc.runs.report.report`) to the parent and closes it; the
+  summary's jobs section names each job that stopped on a mistake, by its swept settings, with its one-line reason
+  (the parent FAILED then, and the command exits with status 2). Hydra skips this hook when a job fails otherwise
+  (a bug: its traceback), so an exit handler does the same for the jobs that did finish and marks the parent
+  FAILED; ``asc report`` does it on demand.
 
 Hydra makes this callback for every command, single runs too: MLflow and the report are imported when it needs
 them, so that ``asc train`` can say in seconds that a tracking server is down.
@@ -39,8 +44,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from asc.errors import UserMistake
 from asc.files import atomic_write_text, held
-from asc.runs.identity import config_lock, digest, excluded, scientific
+from asc.runs.identity import config_hash, config_lock, digest, excluded, scientific
 from asc.runs.placement import PlacementError, claim_gpu
 from asc.tracking.health import TrackingError, check_server, resolve_uri
 
@@ -74,6 +80,17 @@ def expected_jobs(overrides: list[str]) -> int | None:
     for size in sizes.values():
         n *= size
     return n
+
+
+def swept_keys(config: DictConfig) -> set[str]:
+    """The keys the sweep varies (``window`` of ``window=3,5,7``): what tells its jobs apart (the parent run's tag
+    ``sweep.swept``)."""
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    items = [f"{k}={v}" for k, v in params.items()] + list(OmegaConf.select(config, "hydra.overrides.task") or [])
+    try:
+        return {o.get_key_element() for o in OverridesParser.create().parse_overrides(items) if o.is_sweep_override()}
+    except Exception:  # noqa: BLE001 - another sweeper's syntax: name the jobs by all their overrides
+        return set()
 
 
 def sweep_identity(config: DictConfig) -> str:
@@ -159,6 +176,7 @@ class SweepCallback(Callback):
         self.summary = summary
         self.info: SweepInfo | None = None
         self.sweep_dir: str | None = None
+        self.swept: set[str] = set()
         self._ended = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -167,7 +185,7 @@ class SweepCallback(Callback):
             check_server(resolve_uri(config.logger.tracking_uri))  # in seconds, before MLflow is loaded
         except TrackingError as err:  # no server: said in one line, before any job
             print(f"asc train: {err}", file=sys.stderr, flush=True)
-            raise SystemExit(1) from None
+            raise SystemExit(2 if isinstance(err, UserMistake) else 1) from None
         from asc.tracking.store import TrackingStore
 
         store = TrackingStore(config.logger.tracking_uri)
@@ -188,9 +206,15 @@ class SweepCallback(Callback):
         else:
             log.info("sweep %s: MLflow parent run %s", sweep_id, run_id)
         self.sweep_dir = str(Path(str(config.hydra.sweep.dir)).resolve())
+        self.swept = swept_keys(config)
+        from asc.runs.report import MISTAKES
+
+        for old in (Path(self.sweep_dir) / MISTAKES).glob("*.json"):  # of an earlier command in this folder
+            old.unlink()
         launcher = str(OmegaConf.select(config, "hydra.launcher._target_")).rsplit(".", 1)[-1]
         store.set_tags(run_id, {"sweep.overrides": " ".join(overrides), "sweep.jobs": "" if jobs is None else jobs,
-                                "sweep.dir": self.sweep_dir, "sweep.launcher": launcher})
+                                "sweep.dir": self.sweep_dir, "sweep.launcher": launcher,
+                                "sweep.swept": ",".join(sorted(self.swept))})
         store.log_text(run_id, OmegaConf.to_yaml({k: v for k, v in config.items() if k != "hydra"}, resolve=True),
                        "sweep_config.yaml")
         self.info = SweepInfo(sweep_id, run_id, exp_id, store.uri, name, jobs)
@@ -209,8 +233,39 @@ class SweepCallback(Callback):
         if config.get("sweep_gpus"):  # before the job imports anything that initialises CUDA
             claim_gpu(int(config.sweep_gpus), Path(self.sweep_dir or str(config.hydra.sweep.dir)) / ".gpu-slots")
 
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        """A job that stopped on a :class:`~asc.errors.UserMistake` (it printed its line): noted for the summary
+        (a file, since the job may run in another process or on another node) and handed back to Hydra as done."""
+        from hydra.core.utils import JobStatus
+        from hydra.types import RunMode
+
+        err = getattr(job_return, "_return_value", None)
+        if job_return is None or job_return.status != JobStatus.FAILED or not isinstance(err, UserMistake):
+            return
+        if OmegaConf.select(config, "hydra.mode") != RunMode.MULTIRUN:  # a single run says it itself
+            return
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":  # Hydra shows it with its traceback
+            return
+        from asc.runs.report import MISTAKES
+
+        folder = Path(self.sweep_dir or str(config.hydra.sweep.dir)) / MISTAKES
+        folder.mkdir(parents=True, exist_ok=True)
+        num = OmegaConf.select(config, "hydra.job.num", default=0)
+        record = {"num": num, "overrides": list(job_return.overrides or []), "error": str(err),
+                  "config_hash": config_hash(job_return.cfg) if job_return.cfg is not None else None}
+        atomic_write_text(folder / f"{int(num):06d}.json", json.dumps(record) + "\n")
+        job_return.status = JobStatus.COMPLETED
+        job_return.return_value = float("nan")
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._finish("FINISHED")
+        from asc.runs.report import read_mistakes
+
+        failed = read_mistakes(self.sweep_dir or ".")
+        self._finish("FAILED" if failed else "FINISHED")
+        if failed:  # the summary has named them: status 2, as a single run with the mistake
+            print(f"asc train: {len(failed)} job(s) of the sweep stopped on a mistake in their input (listed above); "
+                  "fix them and rerun the same command: the jobs that finished are skipped", file=sys.stderr, flush=True)
+            raise SystemExit(2)
 
     def _abandoned(self) -> None:
         if not self._ended and self.info is not None:
@@ -223,15 +278,18 @@ class SweepCallback(Callback):
     def _finish(self, status: str) -> None:
         if self.info is None or self._ended:
             return
-        from asc.runs.report import report  # lazy, as in on_multirun_start: MLflow loads only after the server check
+        from asc.runs.report import job_name, read_mistakes, report  # lazy: MLflow loads only after the server check
         from asc.tracking.store import TrackingStore
 
         self._ended = True
         atexit.unregister(self._abandoned)
         store = TrackingStore(self.info.tracking_uri)
         try:
-            if self.summary:
+            if self.summary:  # its jobs section names the jobs that stopped on a mistake, with their reasons
                 report(store, self.info.parent_run_id, out=Path(self.sweep_dir or ".") / "report", echo=True)
+            else:
+                for job in read_mistakes(self.sweep_dir or "."):
+                    print(f"- `{job_name(job['overrides'], self.swept)}`: {job['error']}", flush=True)
         except Exception:  # noqa: BLE001 - the sweep's results are in MLflow; `asc report` can redo this
             log.exception("the sweep summary failed; run `asc report %s` to retry", self.sweep_dir)
         finally:

@@ -39,6 +39,7 @@ from asc.config import settings
 from asc.data.augment import ViewSpec
 from asc.data.datamodule import DataConfig, SceneDataModule
 from asc.data.features import FeatureSpec
+from asc.errors import SettingError
 from asc.model.embeddings import EmbeddingCacheConfig, EmbeddingData, build_or_load
 from asc.model.module import SceneClassifier
 from asc.model.networks import backbone_id
@@ -92,16 +93,16 @@ class RunSettings:
     def from_config(cls, cfg: DictConfig) -> RunSettings:
         mask, window = float(cfg.mask), float(cfg.window)
         if not 0 <= mask < 1:
-            raise ValueError(f"mask={cfg.mask}: must be a fraction in [0, 1) (e.g. 0.1 masks at most 10 % of the height)")
+            raise SettingError(f"mask={cfg.mask}: must be a fraction in [0, 1) (e.g. 0.1 masks at most 10 % of the height)")
         if window <= 0:
-            raise ValueError(f"window={cfg.window}: must be a positive number of seconds")
+            raise SettingError(f"window={cfg.window}: must be a positive number of seconds")
         model = OmegaConf.to_container(cfg.model, resolve=True)
         model.pop("name", None)
         views = {VIEW_KEYS[k]: model.pop(k) for k in list(VIEW_KEYS) if k in model}
         training = {k: model.pop(k) for k in TRAINING_KEYS if k in model}
         cache = settings(EmbeddingCacheConfig, model.pop("embedding_cache", None) or {}, "model.embedding_cache")
         if cache.enabled and not model.get("freeze", True):
-            raise ValueError("model.embedding_cache.enabled=true needs a frozen backbone (model.freeze=true)")
+            raise SettingError("model.embedding_cache.enabled=true needs a frozen backbone (model.freeze=true)")
         trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
         patience = int(trainer.pop("patience", 10))  # the only key that is not a lightning.Trainer argument
         return cls(

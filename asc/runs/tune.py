@@ -39,6 +39,7 @@ from optuna.trial import TrialState
 from optuna.visualization import matplotlib as ov
 from optuna_integration import PyTorchLightningPruningCallback
 
+from asc.errors import UserMistake
 from asc.runs import published
 from asc.runs.train import run
 from asc.tracking.store import TrackingStore, schema_lock
@@ -47,13 +48,16 @@ log = logging.getLogger(__name__)
 
 
 
-class TuneConfigError(ValueError):
+class TuneConfigError(ValueError, UserMistake):
     """The search space or the storage is unusable; raised before any trial runs."""
 
 
 # -- search space --------------------------------------------------------------------------------------
 def check_space(cfg: DictConfig) -> dict[str, dict[str, Any]]:
-    """Validate ``tune.space`` against the run config: every path exists, every range is non-empty."""
+    """Validate ``tune.space`` against the run config: every path exists, every range is non-empty; and
+    ``tune.seeds``."""
+    if not cfg.tune.seeds:
+        raise TuneConfigError("tune.seeds is empty: the objective needs at least one seed")
     space = OmegaConf.to_container(cfg.tune.space, resolve=True)
     if not space:
         raise TuneConfigError("tune.space is empty: nothing to search")
@@ -348,8 +352,6 @@ def _decode(dist: dict[str, Any], value: Any) -> Any:
 def tune(cfg: DictConfig) -> Any:
     """Run (or resume, or join) the study described by ``cfg.tune``; returns the study."""
     space = check_space(cfg)
-    if not cfg.tune.seeds:
-        raise TuneConfigError("tune.seeds is empty: the objective needs at least one seed")
     storage = make_storage(cfg.tune.storage)
     study = optuna.create_study(
         study_name=cfg.tune.study_name,

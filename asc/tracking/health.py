@@ -13,10 +13,14 @@ Only the standard library is imported here.
 
 from __future__ import annotations
 
+import difflib
 import os
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
+
+from asc.errors import UserMistake
 
 #: The store used when neither ``MLFLOW_TRACKING_URI`` nor the config names one.
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -25,6 +29,14 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 class TrackingError(RuntimeError):
     """The store cannot be used as asked: no such store, run or artifact, or no server answers. The message names
     the store."""
+
+
+class NoStore(TrackingError, UserMistake):
+    """The tracking store the user named cannot be used: an unknown kind of URI, or no server answers there."""
+
+
+#: The URI schemes MLflow's tracking client takes (a SQLAlchemy dialect may add a driver: ``postgresql+psycopg2``).
+SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "databricks-uc", "uc")
 
 
 def resolve_uri(uri: str | None = None) -> str:
@@ -61,9 +73,31 @@ def stopped_answering(uri: str, run_id: str, why: str, err: BaseException, kept:
     )
 
 
+def _named(uri: str) -> str:
+    """Where ``uri`` was set, as the user would write it."""
+    return f"MLFLOW_TRACKING_URI={uri}" if os.environ.get("MLFLOW_TRACKING_URI") == uri else f"logger.tracking_uri={uri}"
+
+
+def check_uri(uri: str) -> None:
+    """Raise :class:`NoStore` if ``uri`` is of a kind MLflow has no store for (``sqlit:///x.db``): said at once,
+    where MLflow would say it in a traceback after the run had started. A plain path (a folder) passes."""
+    scheme = urlsplit(uri).scheme.lower()
+    if not scheme or len(scheme) == 1:  # a path; a Windows drive letter
+        return
+    if scheme.split("+", 1)[0] in SCHEMES:
+        return
+    close = difflib.get_close_matches(scheme, SCHEMES, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise NoStore(f"{_named(uri)}: MLflow has no store of the kind {scheme!r}{hint}; give sqlite:///FILE.db (the "
+                  f"default {DEFAULT_URI}), a folder, http(s)://HOST:PORT of a tracking server, or a database URL "
+                  "(postgresql://, mysql://)")
+
+
 def check_server(uri: str, tries: int = 3, timeout: float = 2.0, pause: float = 0.5) -> None:
-    """Raise :class:`TrackingError` if ``uri`` is a tracking server and nothing answers there after ``tries`` tries
-    (at most ``tries * timeout + (tries - 1) * pause`` seconds); other stores pass at once."""
+    """Raise :class:`NoStore` if ``uri`` is not a kind of store MLflow knows (:func:`check_uri`), or is a tracking
+    server and nothing answers there after ``tries`` tries (at most ``tries * timeout + (tries - 1) * pause``
+    seconds); other stores pass at once."""
+    check_uri(uri)
     if not is_server(uri):
         return
     for attempt in range(tries):
@@ -72,7 +106,7 @@ def check_server(uri: str, tries: int = 3, timeout: float = 2.0, pause: float = 
             return
         if attempt < tries - 1:
             time.sleep(pause)
-    raise TrackingError(
+    raise NoStore(
         f"no MLflow tracking server answers at {uri} ({why}). Start it (`asc server`, `make server`) or point "
         "MLFLOW_TRACKING_URI (or logger.tracking_uri) at one that runs; unset it to use the local store "
         f"{DEFAULT_URI}"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import math
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from asc.runs.compare import compare, sweep_parents
+from asc.runs.ensemble import ARTIFACT, ensemble, probabilities_csv
 from asc.tracking.store import PARENT_KEY_TAG, PARENT_TAG, TrackingStore
 
 
@@ -72,3 +75,32 @@ def test_cli_names_an_unknown_experiment_in_one_line(store, tmp_path):
                           "--out", str(tmp_path / "o"), "--no-log"], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "'real-audoi'" in out.stderr and "real-audio" in out.stderr
+
+
+def test_the_seed_ensemble_averages_probabilities_recording_by_recording(store, tmp_path):
+    classes = ["bird", "cat"]
+    # three seeds, each right on two of three recordings (67 %); their mean is right on all three
+    seeds = [[[0.9, 0.1], [0.6, 0.4], [0.4, 0.6]],
+             [[0.4, 0.6], [0.1, 0.9], [0.3, 0.7]],
+             [[0.8, 0.2], [0.2, 0.8], [0.6, 0.4]]]
+    names, labels = ["a.wav", "b.wav", "c.wav"], [0, 1, 1]
+    tables = [pd.read_csv(io.StringIO(probabilities_csv(names, labels, np.array(p), classes))) for p in seeds]
+    assert ensemble(tables) == pytest.approx(1.0)
+    assert ensemble([tables[0]]) == pytest.approx(2 / 3)
+    # the rows are matched by file name, not by position
+    assert ensemble([tables[0].iloc[::-1], tables[1], tables[2]]) == pytest.approx(1.0)
+    # another test set is no ensemble
+    other = tables[1].assign(filename=["a.wav", "b.wav", "d.wav"])
+    assert math.isnan(ensemble([tables[0], other]))
+    with pytest.raises(ValueError, match="2 names"):
+        probabilities_csv(names[:2], labels, np.array(seeds[0]), classes)
+
+    parent = sweep(store, "cpresnet", "cp", [2 / 3] * 3, faithful=False)
+    for run, probs in zip(sorted(store.children(parent), key=lambda r: r.info.run_name), seeds):
+        store.log_text(run.info.run_id, probabilities_csv(names, labels, np.array(probs), classes), ARTIFACT)
+    old = sweep(store, "real-audio", "paper", [0.8, 0.82], faithful=True)  # runs without the artifact
+    result = compare(store, [(old, None), (parent, "CP-ResNet")], tmp_path / "out", log_to=None)
+    rows = result.table.set_index("recipe")
+    assert rows.loc["CP-ResNet", "ensemble"] == pytest.approx(1.0) and math.isnan(rows.loc["paper", "ensemble"])
+    assert "| CP-ResNet | 66.7 ± 0.0 (n=3) | -14.3 | 100.0 |" in result.markdown
+    assert "| paper | 81.0 ± 1.4 (n=2) | baseline | — |" in result.markdown

@@ -46,6 +46,16 @@ def test_run_is_in_mlflow_with_metrics_and_confusion_matrix(trained):
     assert lines[0].split(",")[1:] == sorted(lines[0].split(",")[1:]) and len(lines) == 11
     total = sum(int(v) for line in lines[1:] for v in line.split(",")[1:])
     assert total == m["split/test"]  # every test clip counted once
+    # the test probabilities for seed ensembles (asc compare): one row per test recording, scoring test/acc
+    import pandas as pd
+
+    probs = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="test_probabilities.csv",
+                                                            tracking_uri=client.tracking_uri))
+    classes = list(probs.columns[2:])
+    assert list(probs.columns[:2]) == ["filename", "label"] and len(probs) == m["split/test"]
+    assert probs["filename"].is_unique and (probs[classes].sum(axis=1) - 1).abs().max() < 1e-4
+    predicted = probs[classes].to_numpy().argmax(axis=1)
+    assert (probs["label"].to_numpy() == [classes[i] for i in predicted]).mean() == pytest.approx(m["test/acc"])
 
 
 def test_feature_cache_is_reused_by_a_second_run(trained):

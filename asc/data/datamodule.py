@@ -153,6 +153,7 @@ class SceneDataModule(L.LightningDataModule):
         self.root = Path(data.root)
         self.class_names: list[str] = []
         self.split_sizes: dict[str, int] = {}
+        self.names: dict[str, list[str]] = {}  # each part's file names (the table's), in its loader's order
         self.leakage: float = 0.0  # share of test clips whose recording location is also in training
         self.leakage_val: float = 0.0  # the same for validation clips (model selection uses them)
         self.skipped: int = 0
@@ -238,6 +239,7 @@ class SceneDataModule(L.LightningDataModule):
             labels = [index[x] for x in df["label"].iloc[rows]]
             self._parts[part] = ClipBatches(ClipBank.from_images(images, labels, clip), train=part == "train")
             self.split_sizes[part] = len(rows)
+            self.names[part] = list(df["filename"].iloc[rows])
         log.info("split %s: %s, leakage %.3f (validation %.3f)", self.cfg.split, self.split_sizes, self.leakage,
                  self.leakage_val)
         self.counts["repaired"] = cache.repaired  # damaged cache entries found and computed again

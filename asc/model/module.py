@@ -99,6 +99,8 @@ class SceneClassifier(L.LightningModule):
         self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
         self.test_confusion = MulticlassConfusionMatrix(n, validate_args=False)
         self.confusion: torch.Tensor | None = None  # filled at the end of testing, rows true, columns predicted
+        self.test_probabilities: torch.Tensor | None = None  # [N, classes] in the test loader's order, ditto
+        self._test_probs: list[torch.Tensor] = []
 
     def configure_model(self) -> None:
         if self.hparams.compile and not getattr(self, "_compiled", False):
@@ -183,6 +185,7 @@ class SceneClassifier(L.LightningModule):
         (self.val_loss if stage == "val" else self.test_loss).update(loss.expand(len(y)))
         if stage == "test":
             self.test_confusion.update(probs, y)
+            self._test_probs.append(probs.detach().float().cpu())  # the seeds' ensemble (asc compare) averages them
 
     def _log_epoch(self, stage: str) -> None:
         loss, acc = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
@@ -216,8 +219,13 @@ class SceneClassifier(L.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
+    def on_test_epoch_start(self) -> None:
+        self._test_probs = []
+
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
+        self.test_probabilities = torch.cat(self._test_probs) if self._test_probs else None
+        self._test_probs = []
         cm = self.test_confusion.compute()
         self.confusion = cm.detach().cpu()
         per_class = cm.diag().float() / cm.sum(1).clamp_min(1).float()

@@ -7,10 +7,12 @@
 :func:`asc.runs.report.report` compares the cells of *one* sweep (window × mask); this compares sweeps. For each
 sweep's parent run it keeps the newest FINISHED child of each config (as the report does) and gives: test and
 best-validation accuracy (mean ± sample std over the seeds), the mean test accuracy of the best cell when a sweep
-has several cells, epochs, wall time per seed, trainable and total parameters, forward FLOPs per sample, and
-whether the recipe is the paper's setup (``faithful``) or why not. The first faithful row is the baseline: every
-other row gets its difference in percent points (no faithful row: the first row; ``--baseline`` chooses). Written to ``--out`` (``compare.md``, ``compare.csv``,
-``compare.png``) and logged to a run ``compare`` of the MLflow experiment ``comparisons``.
+has several cells, the accuracy of the seeds' ensemble (their test probabilities averaged, :mod:`asc.runs.ensemble`;
+runs made before asc logged them have none), epochs, wall time per seed, trainable and total parameters, forward
+FLOPs per sample, and whether the recipe is the paper's setup (``faithful``) or why not. The first faithful row is
+the baseline: every other row gets its difference in percent points (no faithful row: the first row; ``--baseline``
+chooses). Written to ``--out`` (``compare.md``, ``compare.csv``, ``compare.png``) and logged to a run ``compare``
+of the MLflow experiment ``comparisons``.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from asc.runs.ensemble import ensemble_accuracy
 from asc.runs.report import latest_finished, markdown_table, mean_std
 from asc.tracking.store import PARENT_TAG, TrackingError, TrackingStore
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ["recipe", "parent_run_id", "experiment", "n", "test_mean", "test_std", "val_mean", "val_std", "epochs",
-           "seconds_per_seed", "params_trainable", "params_total", "flops_per_sample", "faithful", "why"]
+           "seconds_per_seed", "ensemble", "params_trainable", "params_total", "flops_per_sample", "faithful", "why"]
 
 
 def sweep_row(store: TrackingStore, parent_run_id: str, label: str | None = None) -> dict:
@@ -66,6 +69,7 @@ def sweep_row(store: TrackingStore, parent_run_id: str, label: str | None = None
             "test_mean": float(frame["test_acc"].mean()), "test_std": sd("test_acc"),
             "val_mean": float(frame["val_acc"].mean()), "val_std": sd("val_acc"),
             "epochs": float(frame["epochs"].mean()), "seconds_per_seed": float(frame["seconds"].mean()),
+            "ensemble": ensemble_accuracy(store, list(frame["run_id"])),
             "params_trainable": float(frame["params_trainable"].max()), "params_total": float(frame["params_total"].max()),
             "flops_per_sample": float(frame["flops"].max()), "faithful": str(frame["faithful"].iloc[0]),
             "why": str(frame["why"].iloc[0])}
@@ -113,10 +117,11 @@ def markdown(table: pd.DataFrame, baseline: int | None = None) -> str:
     for i, r in enumerate(table.itertuples()):
         delta = "baseline" if i == baseline else f"{(r.test_mean - base) * 100:+.1f}"
         setup = "the paper's" if r.faithful == "true" else (r.why.split(";")[0][:60] or "not the paper's")
-        rows.append([r.recipe, _pct(r.test_mean, r.test_std, r.n), delta, _pct(r.val_mean, r.val_std, r.n),
+        rows.append([r.recipe, _pct(r.test_mean, r.test_std, r.n), delta, "—" if math.isnan(r.ensemble) else f"{r.ensemble * 100:.1f}",
+                     _pct(r.val_mean, r.val_std, r.n),
                      f"{r.epochs:.0f}", f"{r.seconds_per_seed:.0f}", _count(r.params_trainable),
                      _count(r.params_total), _count(r.flops_per_sample), setup])
-    return markdown_table(["recipe", "test acc. (%)", "Δ test (pp)", "best val. (%)", "epochs", "s / seed",
+    return markdown_table(["recipe", "test acc. (%)", "Δ test (pp)", "seed ensemble (%)", "best val. (%)", "epochs", "s / seed",
                            "trainable", "parameters", "FLOPs / sample", "setup"], rows)
 
 

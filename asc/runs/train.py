@@ -44,6 +44,7 @@ from asc.model.embeddings import EmbeddingCacheConfig, EmbeddingData, build_or_l
 from asc.model.module import SceneClassifier
 from asc.model.networks import backbone_id
 from asc.files import exclusive
+from asc.runs.ensemble import ARTIFACT, probabilities_csv
 from asc.runs.identity import config_hash, config_lock, leaves, paper_differences
 from asc.runs.placement import placement_tags
 from asc.runs.sweep import job_sweep
@@ -287,6 +288,10 @@ def record(b: Built, store: TrackingStore, run_id: str, log_mlflow_model: bool =
     store.log_metrics(run_id, {"best_val/acc": best_val})
     store.log_confusion(run_id, b.module.confusion.numpy(), b.images.class_names, title=f"{b.settings.name}: test")
     store.log_artifact(run_id, b.checkpoint.best_model_path, "checkpoints")
+    probs, names = b.module.test_probabilities, b.images.names.get("test", [])
+    if probs is not None and len(probs) == len(names):  # on several devices each has its share: not written
+        store.log_text(run_id, probabilities_csv(names, b.images.bank("test").labels.tolist(), probs.numpy(),
+                                                 b.images.class_names), ARTIFACT)
     model_uri = None
     if log_mlflow_model:
         first = torch.zeros(1, dtype=torch.long, device=b.images.bank("val").device)

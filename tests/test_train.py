@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from conftest import REPO, TINY_OVERRIDES
@@ -47,8 +48,6 @@ def test_run_is_in_mlflow_with_metrics_and_confusion_matrix(trained):
     total = sum(int(v) for line in lines[1:] for v in line.split(",")[1:])
     assert total == m["split/test"]  # every test clip counted once
     # the test probabilities for seed ensembles (asc compare): one row per test recording, scoring test/acc
-    import pandas as pd
-
     probs = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="test_probabilities.csv",
                                                             tracking_uri=client.tracking_uri))
     classes = list(probs.columns[2:])

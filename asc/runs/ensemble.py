@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import io
 import math
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -57,16 +55,8 @@ def ensemble_accuracy(store: TrackingStore, run_ids: Sequence[str]) -> float:
     made before asc wrote it, or on several devices)."""
     if len(run_ids) < 2:
         return math.nan
-    tables = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, run_id in enumerate(run_ids):
-            dst = Path(tmp) / str(i)
-            dst.mkdir()
-            try:
-                path = store.download(run_id, ARTIFACT, dst)
-            except (TrackingError, OSError):
-                return math.nan
-            if not path.is_file():
-                return math.nan
-            tables.append(pd.read_csv(path))
+    try:
+        tables = [store.read_csv(run_id, ARTIFACT) for run_id in run_ids]
+    except TrackingError:
+        return math.nan
     return ensemble(tables)

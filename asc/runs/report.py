@@ -27,7 +27,6 @@ import io
 import json
 import logging
 import math
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,20 +273,18 @@ def collect(store: TrackingStore, parent_run_id: str) -> pd.DataFrame:
 def mean_confusion(store: TrackingStore, run_ids: list[str]) -> tuple[np.ndarray | None, list[str] | None]:
     """Mean of the runs' ``confusion_test.csv`` (rows true, columns predicted); (None, None) if none is logged."""
     mats, classes = [], None
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, run_id in enumerate(run_ids):
-            try:
-                path = store.download(run_id, "confusion_test.csv", Path(tmp) / str(i))
-            except TrackingError:  # a run without the artifact is left out of the mean
-                log.warning("run %s has no confusion_test.csv; left out of the mean confusion matrix", run_id)
-                continue
-            frame = pd.read_csv(path, index_col=0)
-            names = [str(c) for c in frame.columns]
-            if classes is None:
-                classes = names
-            elif names != classes:
-                raise ValueError(f"run {run_id}: confusion_test.csv has classes {names}, the other runs {classes}")
-            mats.append(frame.to_numpy(dtype=float))
+    for run_id in run_ids:
+        try:
+            frame = store.read_csv(run_id, "confusion_test.csv", index_col=0)
+        except TrackingError:  # a run without the artifact is left out of the mean
+            log.warning("run %s has no confusion_test.csv; left out of the mean confusion matrix", run_id)
+            continue
+        names = [str(c) for c in frame.columns]
+        if classes is None:
+            classes = names
+        elif names != classes:
+            raise ValueError(f"run {run_id}: confusion_test.csv has classes {names}, the other runs {classes}")
+        mats.append(frame.to_numpy(dtype=float))
     if not mats:
         return None, None
     return np.mean(mats, axis=0), classes

@@ -41,6 +41,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import MLFlowLogger
 from mlflow import MlflowClient
@@ -386,6 +387,11 @@ class TrackingStore:
             return Path(self.client.download_artifacts(run_id, path, str(dst)))
         except (MlflowException, OSError) as err:
             raise TrackingError(f"run {run_id} in {self.uri} has no artifact {path!r} ({err})") from err
+
+    def read_csv(self, run_id: str, path: str, **kwargs: Any) -> pd.DataFrame:
+        """A run's CSV artifact read with :func:`pandas.read_csv` (``kwargs``); TrackingError if it has none."""
+        with tempfile.TemporaryDirectory() as tmp:
+            return pd.read_csv(self.download(run_id, path, tmp), **kwargs)
 
     # -- queries ----------------------------------------------------------------------------------------------
     def search(self, experiment_ids: Sequence[str], filter_string: str = "", order_by: Sequence[str] = (),

@@ -60,3 +60,40 @@ def test_a_run_ends_only_when_everything_is_recorded_not_when_lightning_finalize
     assert store.client.get_run(logger.run_id).info.status == "RUNNING"
     logger.end("success")
     assert store.client.get_run(logger.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("lost", ["IntegrityError", "ProgrammingError", "OperationalError"])
+def test_a_worker_that_loses_the_create_table_race_opens_the_storage_on_retry(lost, monkeypatch):
+    # PostgreSQL reports the loser of a concurrent CREATE TABLE as DuplicateTable (ProgrammingError) or as a
+    # pg_type unique violation (IntegrityError); CI stop 24 failed on the first one before it was retried
+    import sqlalchemy
+
+    from asc.runs import tune
+
+    monkeypatch.setattr(tune.time, "sleep", lambda s: None)
+    calls = []
+
+    def open_fn():
+        calls.append(1)
+        if len(calls) == 1:
+            raise getattr(sqlalchemy.exc, lost)("CREATE TABLE studies", {}, Exception('relation "studies" already exists'))
+        return "storage"
+
+    assert tune._first_open(open_fn) == "storage" and len(calls) == 2
+
+
+def test_a_storage_that_keeps_failing_is_not_retried_forever(monkeypatch):
+    import sqlalchemy
+
+    from asc.runs import tune
+
+    monkeypatch.setattr(tune.time, "sleep", lambda s: None)
+    calls = []
+
+    def open_fn():
+        calls.append(1)
+        raise sqlalchemy.exc.ProgrammingError("SELECT", {}, Exception("permission denied"))
+
+    with pytest.raises(sqlalchemy.exc.ProgrammingError):
+        tune._first_open(open_fn, tries=3)
+    assert len(calls) == 3

@@ -111,7 +111,10 @@ def _first_open(open_fn, tries: int = 5):
     for attempt in range(tries):
         try:
             return open_fn()
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError, CommandError):
+        # PostgreSQL reports the loser of a CREATE TABLE race as IntegrityError (pg_type) or
+        # ProgrammingError (DuplicateTable), depending on which statement it lost
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError,
+                CommandError):
             if attempt == tries - 1:
                 raise
             time.sleep(0.5 + random.random() * (attempt + 1))

@@ -4,7 +4,7 @@
 #   experiments/beyond-the-paper/run.sh /path/to/recordings [WORKDIR]
 set -euo pipefail
 root=${1:?usage: run.sh DATA_ROOT [WORKDIR]}
-work=${2:-beyond-the-paper}
+work=$(realpath -m "${2:-beyond-the-paper}")   # absolute: the script runs from the repository root
 mkdir -p "$work"
 cd "$(dirname "$0")/../.."
 common=(data.root="$root" paths.cache="$work/cache" paths.outputs="$work/out" progress=false
@@ -17,8 +17,8 @@ recipe() {
     > "$work/$name.log" 2>&1 || echo "$name: failed, see $work/$name.log"
 }
 recipe faithful experiment=real_audio
-recipe mixup_embeddings experiment=real_audio augment=mixup
 recipe cpresnet experiment=cpresnet
-recipe faithful_cover experiment=real_audio model.eval_windows=cover
 recipe finetune_lite0 experiment=finetune_lite0
+recipe mixup_embeddings experiment=real_audio augment=mixup
+recipe faithful_cover experiment=real_audio model.eval_windows=cover
 .venv/bin/asc compare --tracking-uri "sqlite:///$work/mlflow.db" --out "$work/compare"

@@ -13,7 +13,7 @@ import pytest
 
 from asc.runs.compare import compare, sweep_parents
 from asc.runs.ensemble import ARTIFACT, ensemble, probabilities_csv
-from asc.tracking.store import PARENT_KEY_TAG, PARENT_TAG, TrackingStore
+from asc.tracking.store import PARENT_KEY_TAG, PARENT_TAG, TrackingError, TrackingStore
 
 
 def sweep(store: TrackingStore, experiment: str, name: str, accs: list[float], faithful: bool, cells=None,
@@ -23,7 +23,7 @@ def sweep(store: TrackingStore, experiment: str, name: str, accs: list[float], f
     for seed, acc in enumerate(accs):
         cell = cells[seed] if cells else "w2.5_m0"
         run = store.create_run(exp, f"{name}-{seed}", parent=parent,
-                               tags={"config_hash": f"{name}{seed}", "cell": cell, "faithful": str(faithful).lower(),
+                               tags={"config_hash": f"{name}{seed}", "seed": seed, "cell": cell, "faithful": str(faithful).lower(),
                                      "faithful.why": "" if faithful else "model.backbone: CPResNet (paper: 'vgg16')"})
         store.log_metrics(run, {"test/acc": acc, "best_val/acc": acc - 0.01, "epoch": 9, "params/total": 4e6,
                                 "params/trainable": 6.6e5, "flops_per_sample": 7.7e8})
@@ -104,3 +104,40 @@ def test_the_seed_ensemble_averages_probabilities_recording_by_recording(store, 
     assert rows.loc["CP-ResNet", "ensemble"] == pytest.approx(1.0) and math.isnan(rows.loc["paper", "ensemble"])
     assert "| CP-ResNet | 66.7 ± 0.0 (n=3) | -14.3 | 100.0 |" in result.markdown
     assert "| paper | 81.0 ± 1.4 (n=2) | baseline | — |" in result.markdown
+
+
+def test_two_recipes_combined_seed_by_seed(store, tmp_path):
+    classes = ["bird", "cat"]
+    names, labels = ["a.wav", "b.wav", "c.wav"], [0, 1, 1]
+    # recipe A is wrong on c, recipe B on a; with B less sure of a, their mean is right on all three for seed 0,
+    # and for seed 1 both are wrong on b: 2/3
+    a = [[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], [[0.9, 0.1], [0.7, 0.3], [0.1, 0.9]]]
+    b = [[[0.45, 0.55], [0.3, 0.7], [0.1, 0.9]], [[0.6, 0.4], [0.6, 0.4], [0.2, 0.8]]]
+    parents = {}
+    for name, seeds in (("A", a), ("B", b)):
+        parents[name] = sweep(store, name, name, [2 / 3, 2 / 3], faithful=False)
+        for run, probs in zip(sorted(store.children(parents[name]), key=lambda r: r.info.run_name), seeds):
+            store.log_text(run.info.run_id, probabilities_csv(names, labels, np.array(probs), classes), ARTIFACT)
+    result = compare(store, [(parents["A"], None), (parents["B"], None)], tmp_path / "out", log_to=None,
+                     combine=["A+1"])
+    row = result.table.set_index("recipe").loc["A + B"]
+    assert row["n"] == 2 and row["test_mean"] == pytest.approx((1 + 2 / 3) / 2)
+    assert row["test_std"] == pytest.approx(np.std([1, 2 / 3], ddof=1))
+    # all four models averaged: right on a, b and c
+    assert row["ensemble"] == pytest.approx(1.0)
+    assert row["params_total"] == 8e6 and row["faithful"] == "false" and "an ensemble of A + B" in row["why"]
+    assert "| A + B | 83.3 ± 23.6 (n=2) | +16.7 | 100.0 | — | — |" in result.markdown
+
+    with pytest.raises(TrackingError, match=r"'C' is no row of the table \(its rows: 0=A, 1=B\)"):
+        compare(store, [(parents["A"], None), (parents["B"], None)], tmp_path / "out", log_to=None, combine=["A+C"])
+    with pytest.raises(TrackingError, match="two or more rows"):
+        compare(store, [(parents["A"], None)], tmp_path / "out", log_to=None, combine=["A"])
+    old = sweep(store, "old", "old", [0.8, 0.8], faithful=True)  # no probabilities logged
+    with pytest.raises(TrackingError, match="--combine A \\+ old: a run has no test_probabilities.csv"):
+        compare(store, [(parents["A"], None), (old, None)], tmp_path / "out", log_to=None, combine=["0+1"])
+    # another test set
+    other = sweep(store, "other", "other", [1.0, 1.0], faithful=False)
+    for run in store.children(other):
+        store.log_text(run.info.run_id, probabilities_csv(["x.wav"], [0], np.array([[1.0, 0.0]]), classes), ARTIFACT)
+    with pytest.raises(TrackingError, match="tested on different recordings"):
+        compare(store, [(parents["A"], None), (other, None)], tmp_path / "out", log_to=None, combine=["0+1"])

@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("outputs/compare"), help="output folder (default: %(default)s)")
     p.add_argument("--baseline", type=int, help="the row (0 = first) the others are measured against "
                    "(default: the first of the paper's setup, else the first)")
+    p.add_argument("--combine", action="append", metavar="A+B",
+                   help="add a row for an ensemble of recipes A and B (row labels or numbers, 0 = first; more with "
+                        "'+'): each seed's models averaged across the recipes (repeatable)")
     p.add_argument("--no-log", action="store_true", help="do not log the comparison to MLflow")
     args = p.parse_args(argv)
     store = None
@@ -36,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
         if everything:
             sweeps = [(pid, None) for pid in sweep_parents(store, args.experiment)]
         result = compare(store, sweeps, args.out, log_to=None if args.no_log else "comparisons",
-                         skip_unfinished=everything, baseline=args.baseline)
+                         skip_unfinished=everything, baseline=args.baseline,
+                         combine=args.combine)
     except Exception as err:  # noqa: BLE001 - one line for the user, not a traceback
         where = f" (MLflow store {store.uri}; --tracking-uri chooses another)" if store is not None else ""
         print(f"asc compare: {err}{where}", file=sys.stderr)

@@ -3,13 +3,15 @@
     asc compare                                     # every sweep in the store, one row each
     asc compare --experiment real-audio --experiment cpresnet
     asc compare 0123abcd=faithful 4567ef01="CP-ResNet + mixup"   # chosen sweeps (parent run ids), labelled
+    asc compare --combine 1+2                       # and a row for the ensemble of rows 1 and 2
 
 :func:`asc.runs.report.report` compares the cells of *one* sweep (window × mask); this compares sweeps. For each
 sweep's parent run it keeps the newest FINISHED child of each config (as the report does) and gives: test and
 best-validation accuracy (mean ± sample std over the seeds), the mean test accuracy of the best cell when a sweep
 has several cells, the accuracy of the seeds' ensemble (their test probabilities averaged, :mod:`asc.runs.ensemble`;
 runs made before asc logged them have none), epochs, wall time per seed, trainable and total parameters, forward
-FLOPs per sample, and whether the recipe is the paper's setup (``faithful``) or why not. The first faithful row is
+FLOPs per sample, and whether the recipe is the paper's setup (``faithful``) or why not. ``--combine A+B`` adds a
+row for an ensemble of recipes A and B (the seeds' probabilities averaged across recipes, seed by seed). The first faithful row is
 the baseline: every other row gets its difference in percent points (no faithful row: the first row; ``--baseline``
 chooses). Written to ``--out`` (``compare.md``, ``compare.csv``, ``compare.png``) and logged to a run ``compare``
 of the MLflow experiment ``comparisons``.
@@ -26,7 +28,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from asc.runs.ensemble import ensemble_accuracy
+from asc.runs.ensemble import ARTIFACT, ensemble, ensemble_accuracy
 from asc.runs.report import latest_finished, markdown_table, mean_std
 from asc.tracking.store import PARENT_TAG, TrackingError, TrackingStore
 
@@ -45,14 +47,15 @@ def sweep_row(store: TrackingStore, parent_run_id: str, label: str | None = None
         if "config_hash" not in tags:
             continue
         end = run.info.end_time or run.info.start_time
-        runs.append({"run_id": run.info.run_id, "status": run.info.status, "start_time": run.info.start_time,
+        runs.append({"run_id": run.info.run_id, "seed": tags.get("seed", run.info.run_id),
+                     "status": run.info.status, "start_time": run.info.start_time,
                      "config_hash": tags["config_hash"], "cell": tags.get("cell", ""),
                      "test_acc": m.get("test/acc", math.nan), "val_acc": m.get("best_val/acc", math.nan),
                      "epochs": m.get("epoch", math.nan) + 1, "seconds": (end - run.info.start_time) / 1000,
                      "params_trainable": m.get("params/trainable", math.nan), "params_total": m.get("params/total", math.nan),
                      "flops": m.get("flops_per_sample", math.nan), "faithful": tags.get("faithful", "unknown"),
                      "why": tags.get("faithful.why", "")})
-    frame = latest_finished(pd.DataFrame(runs, columns=["run_id", "status", "start_time", "config_hash", "cell",
+    frame = latest_finished(pd.DataFrame(runs, columns=["run_id", "seed", "status", "start_time", "config_hash", "cell",
                                                         "test_acc", "val_acc", "epochs", "seconds", "params_trainable",
                                                         "params_total", "flops", "faithful", "why"]))
     if frame.empty:
@@ -72,7 +75,50 @@ def sweep_row(store: TrackingStore, parent_run_id: str, label: str | None = None
             "ensemble": ensemble_accuracy(store, list(frame["run_id"])),
             "params_trainable": float(frame["params_trainable"].max()), "params_total": float(frame["params_total"].max()),
             "flops_per_sample": float(frame["flops"].max()), "faithful": str(frame["faithful"].iloc[0]),
-            "why": str(frame["why"].iloc[0])}
+            "why": str(frame["why"].iloc[0]), "runs": dict(zip(frame["seed"], frame["run_id"]))}
+
+
+def combined_row(store: TrackingStore, members: list[dict], label: str | None = None) -> dict:
+    """Several recipes (rows of :func:`sweep_row`) as one ensemble: for each seed all of them ran, the accuracy of
+    their test probabilities averaged (one model per recipe); mean ± std over those seeds. Its ``ensemble`` column
+    averages every run of every member. Costs (time, parameters, FLOPs) are the members' sums: an ensemble runs
+    each of its models."""
+    names = " + ".join(m["recipe"] for m in members)
+    seeds = [seed for seed in members[0]["runs"] if all(seed in m["runs"] for m in members[1:])]
+    if not seeds:
+        raise TrackingError(f"--combine {names}: the recipes share no seed")
+
+    def tables(run_ids: list[str]) -> list[pd.DataFrame]:
+        try:
+            return [store.read_csv(run_id, ARTIFACT) for run_id in run_ids]
+        except TrackingError as err:
+            raise TrackingError(f"--combine {names}: a run has no {ARTIFACT} (made before asc logged it: rerun "
+                                f"its sweep) ({err})") from None
+
+    accs = [ensemble(tables([m["runs"][seed] for m in members])) for seed in seeds]
+    if any(math.isnan(a) for a in accs):
+        raise TrackingError(f"--combine {names}: the recipes were tested on different recordings or classes "
+                            "(another split or dataset); only recipes with the same test set can be combined")
+    every = ensemble(tables([run_id for m in members for run_id in m["runs"].values()]))
+    total = {col: float(sum(m[col] for m in members)) for col in
+             ("seconds_per_seed", "params_trainable", "params_total", "flops_per_sample")}
+    return {"recipe": label or names, "parent_run_id": ",".join(m["parent_run_id"] for m in members),
+            "experiment": "", "n": len(accs), "test_mean": float(np.mean(accs)),
+            "test_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else math.nan,
+            "val_mean": math.nan, "val_std": math.nan, "epochs": math.nan, "ensemble": every, **total,
+            "faithful": "false", "why": f"an ensemble of {names}"}
+
+
+def _member(rows: list[dict], ref: str) -> dict:
+    """A row of ``rows`` by its recipe label or its number (0 = first)."""
+    by_label = [r for r in rows if r["recipe"] == ref]
+    if len(by_label) == 1:
+        return by_label[0]
+    if ref.isdigit() and int(ref) < len(rows):
+        return rows[int(ref)]
+    known = ", ".join(f"{i}={r['recipe']}" for i, r in enumerate(rows))
+    why = "names several rows" if by_label else "is no row"
+    raise TrackingError(f"--combine: {ref!r} {why} of the table (its rows: {known}); give a row's number or label")
 
 
 def sweep_parents(store: TrackingStore, experiments: list[str] | None = None) -> list[str]:
@@ -119,7 +165,7 @@ def markdown(table: pd.DataFrame, baseline: int | None = None) -> str:
         setup = "the paper's" if r.faithful == "true" else (r.why.split(";")[0][:60] or "not the paper's")
         rows.append([r.recipe, _pct(r.test_mean, r.test_std, r.n), delta, "—" if math.isnan(r.ensemble) else f"{r.ensemble * 100:.1f}",
                      _pct(r.val_mean, r.val_std, r.n),
-                     f"{r.epochs:.0f}", f"{r.seconds_per_seed:.0f}", _count(r.params_trainable),
+                     _count(r.epochs), f"{r.seconds_per_seed:.0f}", _count(r.params_trainable),
                      _count(r.params_total), _count(r.flops_per_sample), setup])
     return markdown_table(["recipe", "test acc. (%)", "Δ test (pp)", "seed ensemble (%)", "best val. (%)", "epochs", "s / seed",
                            "trainable", "parameters", "FLOPs / sample", "setup"], rows)
@@ -153,11 +199,12 @@ class Comparison:
 
 def compare(store: TrackingStore, sweeps: list[tuple[str, str | None]], out: str | Path,
             log_to: str | None = "comparisons", skip_unfinished: bool = False,
-            baseline: int | None = None) -> Comparison:
+            baseline: int | None = None, combine: list[str] | None = None) -> Comparison:
     """``sweeps``: (parent run id, label or None). Writes ``out``/compare.{md,csv,png}; logs them to a new run
     ``compare`` of experiment ``log_to`` (None: not logged). ``skip_unfinished``: a sweep without a finished run
     is left out with a warning (else it is an error). ``baseline``: the row index the others are measured against
-    (default: :func:`baseline_index`)."""
+    (default: :func:`baseline_index`). ``combine``: ensembles of rows, each ``"A+B[+...]"`` by label or row
+    number, added as rows (:func:`combined_row`)."""
     rows = []
     for pid, label in sweeps:
         try:
@@ -169,6 +216,11 @@ def compare(store: TrackingStore, sweeps: list[tuple[str, str | None]], out: str
     if not rows:
         raise TrackingError(f"no finished sweep to compare in {store.uri} (run `python train.py -m ...` first, "
                             "or name parent run ids)")
+    for spec in combine or []:
+        refs = [ref.strip() for ref in spec.split("+")]
+        if len(refs) < 2:
+            raise TrackingError(f"--combine {spec!r}: name two or more rows joined by '+', e.g. --combine 1+2")
+        rows.append(combined_row(store, [_member(rows, ref) for ref in refs]))
     table = pd.DataFrame(rows, columns=COLUMNS)
     text = markdown(table, baseline)
     out = Path(out)

@@ -148,3 +148,11 @@ def test_one_training_step_of_the_experiment(compose, tmp_path):
     predictor = Predictor.from_checkpoint(tmp_path / "m.ckpt")
     assert isinstance(predictor.module.net.backbone, CPResNet)
     assert torch.equal(predictor.module.net.backbone.stem[0].weight, module.net.backbone.stem[0].weight)
+
+
+def test_experiment_best_is_the_cpresnet_recipe_under_its_own_name(compose):
+    best, cp = compose("experiment=best", "data.root=/nowhere"), compose("experiment=cpresnet", "data.root=/nowhere")
+    assert best.logger.experiment == "best" and cp.logger.experiment == "cpresnet"
+    best.logger.experiment = cp.logger.experiment
+    assert OmegaConf.to_container(best, resolve=True) == OmegaConf.to_container(cp, resolve=True)
+    assert any(w.startswith("model.backbone") for w in paper_differences(best))

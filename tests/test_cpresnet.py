@@ -156,3 +156,5 @@ def test_experiment_best_is_the_cpresnet_recipe_under_its_own_name(compose):
     best.logger.experiment = cp.logger.experiment
     assert OmegaConf.to_container(best, resolve=True) == OmegaConf.to_container(cp, resolve=True)
     assert any(w.startswith("model.backbone") for w in paper_differences(best))
+    tau = compose("experiment=best", "data=tau")  # the same recipe on TAU: the leakage-free split, not the paper's
+    assert tau.data.kind == "tau" and tau.data.split == "grouped" and tau.model.backbone._target_.endswith("CPResNet")

@@ -21,4 +21,6 @@ recipe cpresnet experiment=cpresnet
 recipe finetune_lite0 experiment=finetune_lite0
 recipe mixup_embeddings experiment=real_audio augment=mixup
 recipe faithful_cover experiment=real_audio model.eval_windows=cover
-.venv/bin/asc compare --tracking-uri "sqlite:///$work/mlflow.db" --out "$work/compare"
+recipe cpresnet_cover experiment=cpresnet model.eval_windows=cover
+recipe best experiment=best   # = experiment=cpresnet augment=all model.eval_windows=cover
+.venv/bin/asc compare --tracking-uri "sqlite:///$work/mlflow.db" --out "$work/compare" --combine 1+2 --combine 6+1

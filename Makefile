@@ -5,6 +5,10 @@ UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 export UV  # tests build and install the wheel with it (tests/test_wheel.py)
+# Install with the bytecode compiled: where PYTHONDONTWRITEBYTECODE is set (as on the project's VMs) Python would
+# otherwise compile torch, Lightning, SciPy and SymPy from source in every process: `import pytorch_lightning` took
+# 23 s instead of 10 s, and the test suite starts a few hundred such processes (experiments/bench/README.md).
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: help install demo test test-fast tune ui server clean grid report reliability
 

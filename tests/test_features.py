@@ -77,3 +77,38 @@ def test_spec_rejects_bins_above_nyquist():
 def test_spec_key_changes_with_any_setting():
     assert FeatureSpec().key() != FeatureSpec(hop_length=512).key()
     assert FeatureSpec().key() == FeatureSpec().key()
+
+
+def test_the_2019_resampler_is_safe_from_threads_when_librosa_holds_resampy_lazily():
+    """librosa registers resampy as a lazy module; threads touching it at once saw it half-loaded ("module 'resampy'
+    has no attribute 'resample'", in the extraction threads of a joblib-launched job). Five fresh lazy loads, eight
+    threads each (without the lock about one in two failed)."""
+    import sys
+    import threading
+
+    import lazy_loader
+
+    from asc.data import features
+
+    saved = {k: v for k, v in sys.modules.items() if k == "resampy" or k.startswith("resampy.")}
+    errors: list[str] = []
+
+    def downsample():
+        try:
+            features._downsample_2019(np.zeros(4000, np.float32), 2)
+        except Exception as err:  # noqa: BLE001 - collected, asserted below
+            errors.append(repr(err))
+
+    try:
+        for _ in range(5):
+            for k in saved:
+                sys.modules.pop(k, None)
+            lazy_loader.load("resampy")  # what `import librosa.core.audio` does
+            threads = [threading.Thread(target=downsample) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    finally:
+        sys.modules.update(saved)
+    assert not errors, errors[:2]

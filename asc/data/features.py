@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import threading
 import warnings
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
@@ -187,6 +188,22 @@ def emphasis(y: np.ndarray, sample_rate: int, alpha: float) -> np.ndarray:
     return ((x - a * prev) / (1 - a)).astype(np.float32)
 
 
+_RESAMPY_LOCK = threading.Lock()
+
+
+def _resampy():
+    """resampy, imported on first use (it compiles with numba on import, 0.7 s; only the 2019 resampler needs it) and
+    loaded whole under a lock: once librosa has registered it as a lazy module (lazy_loader), threads touching it at
+    once could see it half-loaded -- "module 'resampy' has no attribute 'resample'" in the extraction threads of a
+    job of the joblib launcher (Python < 3.12.3; cpython#114763, scientific-python/lazy-loader#88)."""
+    with _RESAMPY_LOCK:
+        import resampy
+        import resampy.filters
+
+        resampy.resample  # noqa: B018 - an attribute access is what loads a lazy module
+        return resampy
+
+
 @functools.lru_cache(maxsize=1)
 def kaiser_fast_2019() -> tuple[np.ndarray, int, float]:
     """resampy <= 0.2's ``kaiser_fast`` filter as resampy wants it: ``(half window, samples per zero crossing, roll-off)``.
@@ -195,17 +212,14 @@ def kaiser_fast_2019() -> tuple[np.ndarray, int, float]:
     512 table entries per crossing, Kaiser window with beta 8.555504641634386, roll-off 0.85): the table resampy
     0.2.2 ships as ``data/kaiser_fast.npz``, to 7e-18.
     """
-    import resampy.filters  # lazy: resampy compiles with numba on import (0.7 s), only the 2019 resampler needs it
-
+    resampy = _resampy()
     window = functools.partial(scipy.signal.windows.kaiser, beta=8.555504641634386)
     return resampy.filters.sinc_window(num_zeros=16, precision=9, window=window, rolloff=0.85)
 
 
 def _downsample_2019(y: np.ndarray, factor: int) -> np.ndarray:
     """librosa 0.7's ``resample(y, factor, 1, res_type="kaiser_fast", scale=True)`` with resampy 0.2's filter."""
-    import resampy  # lazy: see kaiser_fast_2019
-
-    y_hat = resampy.resample(y, factor, 1, filter=kaiser_fast_2019, axis=-1)
+    y_hat = _resampy().resample(y, factor, 1, filter=kaiser_fast_2019, axis=-1)
     n = int(np.ceil(y.shape[-1] / factor))
     y_hat = np.pad(y_hat, (0, max(0, n - y_hat.shape[-1])))[:n]  # librosa's fix_length
     return (y_hat / np.sqrt(1.0 / factor)).astype(y.dtype)  # scale=True

@@ -103,6 +103,7 @@ def test_bare_mp3_stream_named_wav(tmp_path, capfd, sr, channels, seconds):
     assert capfd.readouterr().err == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vbr", [False, True])
 @pytest.mark.parametrize(("sr", "channels", "seconds"), [(8000, 1, 0.2), (16000, 1, 3.0), (22050, 2, 1.5), (48000, 2, 1.0)])
 def test_mp3_inside_riff_wave(tmp_path, capfd, sr, channels, seconds, vbr):

@@ -135,6 +135,7 @@ def test_prediction_normalises_like_training():
     assert not np.allclose(got, imagenet.numpy(), atol=1e-3)  # the normalisation does change the outputs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TORCHVISION_BACKBONES))
 def test_torchvision_table_entries_build_and_give_their_output_size(name):
     net = SceneNet(n_classes=5, backbone=name, pretrained=False, hidden=(8,)).eval()

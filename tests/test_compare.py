@@ -37,6 +37,7 @@ def store(tmp_path) -> TrackingStore:
     return TrackingStore(f"sqlite:///{tmp_path / 'mlflow.db'}", explicit=True)
 
 
+@pytest.mark.slow
 def test_recipes_in_one_table_against_the_faithful_one_with_a_chart_in_mlflow(store, tmp_path):
     other = sweep(store, "cpresnet", "cp", [0.90, 0.92, 0.94], faithful=False)
     base = sweep(store, "real-audio", "paper", [0.80, 0.82, 0.84], faithful=True)
@@ -55,6 +56,7 @@ def test_recipes_in_one_table_against_the_faithful_one_with_a_chart_in_mlflow(st
     assert logged == {"compare.md", "compare.csv", "compare.png"}
 
 
+@pytest.mark.slow
 def test_a_grid_sweep_counts_its_best_cell_and_unfinished_sweeps_are_left_out_when_listing_all(store, tmp_path):
     grid = sweep(store, "real-audio", "grid", [0.5, 0.9, 0.52, 0.88], faithful=True,
                  cells=["w3_m0", "w5_m0", "w3_m0", "w5_m0"])
@@ -69,6 +71,7 @@ def test_a_grid_sweep_counts_its_best_cell_and_unfinished_sweeps_are_left_out_wh
         compare(store, [(running, None)], tmp_path / "out2", log_to=None)
 
 
+@pytest.mark.slow
 def test_cli_names_an_unknown_experiment_in_one_line(store, tmp_path):
     sweep(store, "real-audio", "paper", [0.8], faithful=True)
     out = subprocess.run([sys.executable, "-m", "asc", "compare", "--tracking-uri", store.uri, "--experiment", "real-audoi",
@@ -77,6 +80,7 @@ def test_cli_names_an_unknown_experiment_in_one_line(store, tmp_path):
     assert out.stderr.strip().count("\n") == 0 and "'real-audoi'" in out.stderr and "real-audio" in out.stderr
 
 
+@pytest.mark.slow
 def test_the_seed_ensemble_averages_probabilities_recording_by_recording(store, tmp_path):
     classes = ["bird", "cat"]
     # three seeds, each right on two of three recordings (67 %); their mean is right on all three
@@ -106,6 +110,7 @@ def test_the_seed_ensemble_averages_probabilities_recording_by_recording(store, 
     assert "| paper | 81.0 ± 1.4 (n=2) | baseline | — |" in result.markdown
 
 
+@pytest.mark.slow
 def test_two_recipes_combined_seed_by_seed(store, tmp_path):
     classes = ["bird", "cat"]
     names, labels = ["a.wav", "b.wav", "c.wav"], [0, 1, 1]

@@ -87,6 +87,7 @@ def test_merging_is_transitive():
     assert out["location"].tolist() == ["L1", "L1", "L1", "L4"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("split", ["paper", "grouped", "fold"])
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_every_split_keeps_copies_in_one_part(planted, split, seed):

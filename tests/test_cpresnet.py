@@ -50,6 +50,7 @@ def measured_receptive_field(net: CPResNet, size: int) -> tuple[int, int, bool]:
     return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1), clear
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rho", [0, 3, 6, 9])
 def test_receptive_field_is_the_measured_one(rho):
     net = CPResNet(rho=rho, width=2, blocks=(2, 2, 2))
@@ -127,6 +128,7 @@ def test_the_experiment_composes_hashes_by_its_leaves_and_is_not_faithful(compos
     assert compose("experiment=cpresnet", "features=mel").features.kind == "mel"
 
 
+@pytest.mark.slow
 def test_one_training_step_of_the_experiment(compose, tmp_path):
     s = RunSettings.from_config(compose("experiment=cpresnet", "data.root=/nowhere"))
     frames = 235  # 5 s of CQT frames at hop 1024 / 48 kHz

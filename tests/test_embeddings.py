@@ -203,6 +203,7 @@ def _fit_head(steps_per_call: int, epochs: int = 2, logger=False,
     return module, {k: float(v) for k, v in trainer.callback_metrics.items()}, trainer.global_step
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps_per_call", [3, 16])
 def test_several_steps_per_call_make_the_same_updates(steps_per_call):
     one, metrics_one, steps_one = _fit_head(1)

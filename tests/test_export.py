@@ -23,6 +23,7 @@ from test_predict import CLASSES, tone_noise, write_checkpoint
 HOP = 1024 / 48_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crop", ["exact", "reference"])
 @pytest.mark.parametrize("windows", ["centre", "cover"])
 @pytest.mark.parametrize("window", [3.0, 9.0])
@@ -48,6 +49,7 @@ def models(tmp_path_factory) -> dict[str, Predictor]:
     return {"small": small, "lite0": Predictor(module, spec, source="lite0")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["small", "lite0"])
 def test_onnxruntime_gives_torchs_probabilities(models, name, tmp_path):
     torch_predictor = models[name]
@@ -62,6 +64,7 @@ def test_onnxruntime_gives_torchs_probabilities(models, name, tmp_path):
     assert a.mode == b.mode == "slide" and np.allclose(a.probs, b.probs, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_asc_export_and_predict_with_the_file(tmp_path, capsys):
     ckpt = write_checkpoint(tmp_path / "best.ckpt", asdict(FeatureSpec()))
     export_main(["-m", str(ckpt), "--out", str(tmp_path / "scenes.onnx"), "--no-latency"])

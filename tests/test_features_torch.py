@@ -53,6 +53,7 @@ def test_the_bound_fails_for_a_wrong_transform(clip):
     assert grey_difference(wrong, faithful)[0] > 0.5
 
 
+@pytest.mark.slow
 def test_a_batch_gives_the_images_of_its_clips_one_by_one(clip):
     wav, _ = clip
     y = emphasis(audio_from_file(wav, TORCH), TORCH.sample_rate, TORCH.emphasis_alpha)
@@ -63,6 +64,7 @@ def test_a_batch_gives_the_images_of_its_clips_one_by_one(clip):
         assert np.array_equal(batch[i].numpy(), torch_transform(TORCH, "cpu")(ys[i : i + 1])[0][0].numpy())
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:n_fft=.* is too large")  # librosa, on the lowest octaves of short clips
 @pytest.mark.parametrize("pad_mode", ["reflect", "constant", "edge"])
 @pytest.mark.parametrize("samples", [256, 3000, 20011])  # down to one hop: the padding mirrors more than the signal
@@ -79,6 +81,7 @@ def test_short_clips_and_other_settings_match_too(pad_mode, samples):
     (dict(n_bins=120), [(32, 32), (2, 16), (2, 8), (2, 4), (2, 2)]),  # 5 octaves: librosa 0.7 first downsamples by 32
     (dict(sample_rate=36000), [(1, 1024), (1, 1024)] + [(2, 2**k) for k in range(9, 0, -1)]),  # top band past 0.85 Nyquist
 ])
+@pytest.mark.slow
 def test_librosa_07s_other_octave_plans_match_too(settings, plan):
     spec = FeatureSpec(**settings)
     torch_spec = dataclasses.replace(spec, backend="torch")

@@ -28,6 +28,7 @@ def plot_area_std(png) -> float:
     return float(img[int(0.3 * h) : int(0.7 * h), int(0.25 * w) : int(0.6 * w)].std())
 
 
+@pytest.mark.slow
 def test_every_figure_is_written_and_not_blank(tmp_path):
     audio = clip(tmp_path / "scene.wav")
     files = make_figures(audio, tmp_path / "fig", window=1.0, mask=0.2, size=64, wav=True)

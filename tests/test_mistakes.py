@@ -137,6 +137,7 @@ def run_case(command: list[str], tmp_path: Path, env: dict[str, str] | None = No
     return work, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("command", "fragments"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_a_first_hour_mistake_is_one_line_and_status_2_with_nothing_written(kit, tmp_path, command, fragments):
     port = closed_port()
@@ -154,6 +155,7 @@ def test_a_first_hour_mistake_is_one_line_and_status_2_with_nothing_written(kit,
     assert sorted(p.relative_to(work).as_posix() for p in work.rglob("*")) == []  # no database, outputs/, cache/...
 
 
+@pytest.mark.slow
 def test_a_mistake_the_run_finds_removes_the_run_folder_hydra_made(kit, tmp_path):
     """A key no group has is known once the run's modules are loaded, after Hydra made outputs/<date>/<time>/ with
     .hydra/ and its log: the folder goes with the mistake (about 15 s: torch and Lightning load)."""

@@ -6,6 +6,7 @@ import torch
 from asc.model.networks import PretrainedWeightsError, SceneNet, load_vgg16, vgg16_weights_file
 
 
+@pytest.mark.slow
 def test_vgg16_backbone_is_frozen_and_head_is_the_papers():
     net = SceneNet(n_classes=10, backbone="vgg16", pretrained=False, hidden=(512,))
     assert not any(p.requires_grad for p in net.backbone.parameters())
@@ -34,6 +35,7 @@ def _fake_weights(path):
     return state
 
 
+@pytest.mark.slow
 def test_pretrained_weights_load_from_the_torch_hub_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     path = vgg16_weights_file()

@@ -206,6 +206,7 @@ def test_stream_smooths_over_the_last_n_clips(predictor):
     assert report.real_time_factor > 0
 
 
+@pytest.mark.slow
 def test_stream_mode_from_a_subprocess_pipe(ckpt):
     rate, seconds = 16_000, 4.0
     pcm = (tone_noise(seconds, rate, channels=2) * 32767).astype("<i2").tobytes()
@@ -243,6 +244,7 @@ def test_checkpoint_carries_the_feature_settings(ckpt, predictor):
     assert predictor.spec == FeatureSpec() and predictor.class_names == CLASSES and predictor.window == WINDOW
 
 
+@pytest.mark.slow
 def test_loading_from_an_mlflow_run(ckpt, tmp_path, monkeypatch):
     import mlflow
 
@@ -263,6 +265,7 @@ def test_loading_from_an_mlflow_run(ckpt, tmp_path, monkeypatch):
     assert not (tmp_path / "absent.db").exists()
 
 
+@pytest.mark.slow
 def test_packaged_model_register_and_load(ckpt, tmp_path, monkeypatch):
     """The pyfunc (signature, input example) logs, registers under a name and loads as models:/name/version."""
     import mlflow

@@ -232,6 +232,7 @@ def test_unfreeze_needs_an_unfrozen_backbone_and_a_known_block_count():
         SceneNet(3, backbone="small_cnn", pretrained=False, freeze=False, unfreeze=5)
 
 
+@pytest.mark.slow
 def test_mixup_trains_on_images_through_the_module():
     module, before, after = _fit_small(unfreeze=None, augment={
         "_target_": "asc.model.augmentations.Augmentations",

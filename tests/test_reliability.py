@@ -108,6 +108,7 @@ def test_tracking_server_down_at_start_is_said_within_seconds():
     check_server("sqlite:///nowhere.db")  # local stores pass at once
 
 
+@pytest.mark.slow
 def test_silent_tracking_server_is_said_within_ten_seconds():
     from asc.tracking.health import TrackingError, check_server
     from reliability.server import black_hole
@@ -119,6 +120,7 @@ def test_silent_tracking_server_is_said_within_ten_seconds():
         assert time.monotonic() - start < 10
 
 
+@pytest.mark.slow
 def test_metrics_journalled_while_the_server_was_away_are_sent_on_resume(tmp_path):
     """TrackingStore.replay sends what JournalledLogger kept (a line cut short by a kill is skipped) and deletes it."""
     from mlflow import MlflowClient
@@ -162,6 +164,7 @@ def seed():
     return lambda key: (seeded(0, key), Budget(300))
 
 
+@pytest.mark.slow
 def test_suite_kill_extract_and_download(tmp_path, seed, monkeypatch):
     from reliability import kills
 
@@ -170,12 +173,14 @@ def test_suite_kill_extract_and_download(tmp_path, seed, monkeypatch):
     _check(kills.download(tmp_path / "d", 2, *seed("kill:download"), per_case=2), 2)
 
 
+@pytest.mark.slow
 def test_suite_kill_train(tmp_path, seed):
     from reliability import kills
 
     _check(kills.train(tmp_path, 1, *seed("kill:train")))
 
 
+@pytest.mark.slow
 def test_suite_disk_full(tmp_path):
     from reliability import disk
     from reliability.stages import STAGES
@@ -186,12 +191,14 @@ def test_suite_disk_full(tmp_path):
     _check(stage.run(tmp_path, 2, seed=0, seconds=120), 2)
 
 
+@pytest.mark.slow
 def test_suite_server_gone_at_start(tmp_path, seed):
     from reliability import server
 
     _check(server.at_start(tmp_path, 2, *seed("server gone:at start")), 2)
 
 
+@pytest.mark.slow
 def test_suite_damaged_audio(tmp_path, seed):
     """16 mutants through verify, extract and predict (damaged cache entries: the regular test above)."""
     from reliability import damage
@@ -199,12 +206,14 @@ def test_suite_damaged_audio(tmp_path, seed):
     _check(damage.audio(tmp_path, 16, *seed("damaged bytes:audio")), 16)
 
 
+@pytest.mark.slow
 def test_suite_concurrent_extractions(tmp_path, seed):
     from reliability import concurrency
 
     _check(concurrency.extract(tmp_path, 1, *seed("concurrency:extract")))
 
 
+@pytest.mark.slow
 def test_suite_untrusted_files(tmp_path, seed):
     from reliability import untrusted
 
@@ -252,6 +261,7 @@ def test_resumed_study_draws_what_an_uninterrupted_one_draws():
     assert _study_params(kill_at=2) == straight
 
 
+@pytest.mark.slow
 def test_trials_of_a_dead_process_are_failed_at_once(tmp_path):
     import subprocess
 

@@ -141,6 +141,7 @@ def test_config_hash_ignores_paths_workers_logging_and_number_spelling():
     assert config_hash(base_cfg(seed=2), drop=("seed",)) == config_hash(base_cfg(), drop=("seed",))
 
 
+@pytest.mark.slow
 def test_one_non_science_list_serves_folder_names_and_identity():
     """Each key of the one list (in conf/config.yaml) exists, and overriding it changes neither the run's identity
     hash nor Hydra's sweep folder name; a scientific key changes both."""

@@ -48,6 +48,7 @@ def test_schema_lock_only_for_sqlite_files(tmp_path):
         assert (tmp_path / "mlflow.db.lock").exists()
 
 
+@pytest.mark.slow
 def test_a_run_ends_only_when_everything_is_recorded_not_when_lightning_finalizes(tmp_path):
     """Lightning finalizes its loggers when fit ends, before test: a run killed in between must not look FINISHED
     (a sweep's rerun would skip it without its test results; found by the reliability suite, kill:sweep)."""

@@ -22,6 +22,7 @@ def trained(tmp_path_factory):
     return work, proc
 
 
+@pytest.mark.slow
 def test_run_is_in_mlflow_with_metrics_and_confusion_matrix(trained):
     import mlflow
 
@@ -57,6 +58,7 @@ def test_run_is_in_mlflow_with_metrics_and_confusion_matrix(trained):
     assert (probs["label"].to_numpy() == [classes[i] for i in predicted]).mean() == pytest.approx(m["test/acc"])
 
 
+@pytest.mark.slow
 def test_feature_cache_is_reused_by_a_second_run(trained):
     work, _ = trained
     entries = list((work / "cache").glob("cqt-*/*.npy"))

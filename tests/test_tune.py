@@ -95,6 +95,7 @@ def test_two_workers_share_one_storage(tmp_path):
         ("tune.space.mask={type: categorical}", "no choices"),
     ],
 )
+@pytest.mark.slow
 def test_bad_search_setup_fails_before_any_trial(compose, override, message, tmp_path, monkeypatch):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -109,6 +110,7 @@ def test_bad_search_setup_fails_before_any_trial(compose, override, message, tmp
     assert not (tmp_path / "mlflow.db").exists()  # nothing was started
 
 
+@pytest.mark.slow
 def test_a_resumed_study_whose_best_trial_changes_says_its_new_best(tmp_path):
     """MLflow refuses to change a logged param: the summary of a study that grew used to fail at the second call."""
     import optuna

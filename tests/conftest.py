@@ -61,6 +61,13 @@ def tiny_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def tiny_data(tiny_tau, tiny_cache) -> list[str]:
+    """Overrides that point a TINY_OVERRIDES run at the session's tiny set and feature cache: the set is synthesised and
+    its images computed once per session, not once per end-to-end test (about 20 s each on 2 cores)."""
+    return [f"data.root={tiny_tau}", f"paths.cache={tiny_cache}"]
+
+
+@pytest.fixture
 def compose():
     """Compose the real Hydra config (``conf/``) with overrides, as ``train.py`` would."""
     from hydra import compose as hydra_compose

@@ -32,11 +32,12 @@ def runs(work: Path, experiment: str) -> list:
 
 
 @pytest.mark.slow
-def test_one_run_on_two_devices(tmp_path):
+def test_one_run_on_two_devices(tmp_path, tiny_tau):
     import numpy as np
     from mlflow import MlflowClient
 
-    out = train(tmp_path, "logger.experiment=ddp", "model=efficientnet_lite0", "model.image_size=32",
+    # the session's tiny set, this test's own cache: the embedding cache must be filled here, once
+    out = train(tmp_path, f"data.root={tiny_tau}", "logger.experiment=ddp", "model=efficientnet_lite0", "model.image_size=32",
                 "model.embedding_cache.enabled=true", "model.hidden=[16]")
     (run,) = runs(tmp_path, "ddp")  # one MLflow run, not one per device
     assert run.info.status == "FINISHED" and 0 <= run.data.metrics["test/acc"] <= 1
@@ -58,9 +59,9 @@ def test_one_run_on_two_devices(tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_jobs_in_a_sweep(tmp_path):
+def test_ddp_jobs_in_a_sweep(tmp_path, tiny_data):
     """Each job of a sweep runs on two devices: the other rank runs that job only, not the sweep again."""
-    out = train(tmp_path, "seed=0,1", "logger.experiment=ddp-sweep", "model.image_size=32", multirun=True)
+    out = train(tmp_path, *tiny_data, "seed=0,1", "logger.experiment=ddp-sweep", "model.image_size=32", multirun=True)
     children = [r for r in runs(tmp_path, "ddp-sweep") if "mlflow.parentRunId" in r.data.tags]
     assert sorted(r.data.tags["seed"] for r in children) == ["0", "1"]  # two jobs, two runs: no nested sweeps
     assert {r.info.status for r in children} == {"FINISHED"}

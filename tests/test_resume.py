@@ -19,10 +19,10 @@ ENV = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
 EPOCHS = 5
 
 
-def command(shared: Path) -> list[str]:
+def command(data: list[str]) -> list[str]:
     return [sys.executable, str(REPO / "train.py"), *TINY_OVERRIDES, "model=small_cnn", "model.image_size=32",
             f"trainer.max_epochs={EPOCHS}", "trainer.patience=20", "trainer.deterministic=true", "seed=1",
-            "logger.experiment=resume", f"paths.data={shared / 'data'}", f"paths.cache={shared / 'cache'}"]
+            "logger.experiment=resume", *data]
 
 
 def last_epoch(work: Path) -> int:
@@ -48,14 +48,13 @@ def history(work: Path) -> tuple[object, dict[str, list[tuple[int, float]]]]:
 
 
 @pytest.mark.slow
-def test_a_run_killed_mid_training_resumes_and_ends_as_if_never_killed(tmp_path):
-    shared = tmp_path / "shared"
+def test_a_run_killed_mid_training_resumes_and_ends_as_if_never_killed(tmp_path, tiny_data):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    for folder in (shared, straight, killed):
+    for folder in (straight, killed):
         folder.mkdir()
-    subprocess.run(command(shared), cwd=straight, env=ENV, check=True, capture_output=True, timeout=900)
+    subprocess.run(command(tiny_data), cwd=straight, env=ENV, check=True, capture_output=True, timeout=900)
 
-    proc = subprocess.Popen(command(shared), cwd=killed, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command(tiny_data), cwd=killed, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while last_epoch(killed) < 1:  # two epochs done and checkpointed
         assert proc.poll() is None, "the run ended before it could be killed"
@@ -67,7 +66,7 @@ def test_a_run_killed_mid_training_resumes_and_ends_as_if_never_killed(tmp_path)
     assert before.info.status == "RUNNING" and "test/acc" not in before.data.metrics  # killed, never told MLflow
     assert len(partial["val/acc"]) >= 2
 
-    again = subprocess.run(command(shared), cwd=killed, env=ENV, capture_output=True, text=True, timeout=900)
+    again = subprocess.run(command(tiny_data), cwd=killed, env=ENV, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resuming MLflow run {before.info.run_id}" in again.stdout + again.stderr
     after, resumed = history(killed)  # one run: the same one

@@ -19,8 +19,8 @@ SPACE = [
 ]
 
 
-def _tune(work, *overrides, check=True):
-    cmd = [sys.executable, "-m", "asc", "tune", *TINY_OVERRIDES, *SPACE, *overrides]
+def _tune(work, data, *overrides, check=True):
+    cmd = [sys.executable, "-m", "asc", "tune", *TINY_OVERRIDES, *SPACE, *data, *overrides]
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=900)
     if check:
         assert proc.returncode == 0, proc.stderr[-4000:]
@@ -28,13 +28,13 @@ def _tune(work, *overrides, check=True):
 
 
 @pytest.mark.slow
-def test_study_prunes_resumes_and_is_tracked(tmp_path):
+def test_study_prunes_resumes_and_is_tracked(tmp_path, tiny_data):
     import mlflow
     import optuna
 
     # the paper-like trial first, then one that cannot learn (lr 1e-7): it is pruned against the first
     enqueue = "tune.enqueue=[{window: 2.0, model.lr: 0.003}, {window: 2.0, model.lr: 1.0e-7}]"
-    _tune(tmp_path, "tune.n_trials=3", "tune.retrain=false", enqueue)
+    _tune(tmp_path, tiny_data, "tune.n_trials=3", "tune.retrain=false", enqueue)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.load_study(study_name="asc-tune", storage=storage)
     states = [t.state.name for t in study.trials]
@@ -42,7 +42,7 @@ def test_study_prunes_resumes_and_is_tracked(tmp_path):
     before = [(t.number, t.params, t.state) for t in study.trials]
 
     # resuming adds trials instead of starting over, then retrains the best configuration
-    _tune(tmp_path, "tune.n_trials=4", "tune.retrain=true", "tune.retrain_seeds=[0,1]", enqueue)
+    _tune(tmp_path, tiny_data, "tune.n_trials=4", "tune.retrain=true", "tune.retrain_seeds=[0,1]", enqueue)
     study = optuna.load_study(study_name="asc-tune", storage=storage)
     assert len(study.trials) == 4
     assert [(t.number, t.params, t.state) for t in study.trials[:3]] == before  # the old trials are kept as they were
@@ -71,11 +71,11 @@ def test_study_prunes_resumes_and_is_tracked(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_workers_share_one_storage(tmp_path):
+def test_two_workers_share_one_storage(tmp_path, tiny_data):
     import optuna
 
     cmd = [sys.executable, "-m", "asc", "tune", *TINY_OVERRIDES, *SPACE, "tune.n_trials=3", "tune.retrain=false",
-           "tune.pruner.name=none", "trainer.max_epochs=1", "tune.study_name=shared"]
+           "tune.pruner.name=none", "trainer.max_epochs=1", "tune.study_name=shared", *tiny_data]
     workers = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for w in workers:
         _, err = w.communicate(timeout=900)

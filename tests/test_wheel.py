@@ -38,15 +38,18 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
     sh([*uv(), "export", "--project", str(REPO), "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "-q",
         "-o", str(work / "requirements.txt")], cwd=work)
     sh([*uv(), "venv", "-q", str(work / "venv"), "--python", sys.executable], cwd=work)
+    # Not compiled at install (about 60 s for all of torch, SciPy, ...): the commands below write the bytecode of what
+    # they import, once, and the later ones read it (PYTHONDONTWRITEBYTECODE is left out of their environment).
     sh([*uv(), "pip", "install", "-q", "--python", str(work / "venv" / "bin" / "python"), "-r",
-        str(work / "requirements.txt"), str(wheel)], cwd=work)
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PYTHONPATH", "VIRTUAL_ENV")}
+        str(work / "requirements.txt"), str(wheel)], cwd=work, env={**os.environ, "UV_COMPILE_BYTECODE": "0"})
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_TRACKING_URI", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")}
     env["PATH"] = f"{work / 'venv' / 'bin'}{os.pathsep}{env['PATH']}"
     return work, env
 
 
 @pytest.mark.slow
-def test_installed_wheel_runs_every_command_outside_the_checkout(installed):
+def test_installed_wheel_runs_every_command_outside_the_checkout(installed, tiny_data):
     work, env = installed
     python = str(work / "venv" / "bin" / "python")
     where = sh([python, "-c", "import asc, asc.config as c; print(asc.__file__); print(c.CONFIG_DIR)"], cwd=work, env=env)
@@ -66,7 +69,7 @@ def test_installed_wheel_runs_every_command_outside_the_checkout(installed):
                     "--no-progress"], cwd=work, env=env)
     assert "10 computed" in extracted and len(list((work / "cache").glob("mel-*/*.npy"))) == 10
 
-    trained = sh(["asc", "train", *TINY_OVERRIDES, "trainer.max_epochs=1", "logger.experiment=wheel"], cwd=work, env=env)
+    trained = sh(["asc", "train", *TINY_OVERRIDES, *tiny_data, "trainer.max_epochs=1", "logger.experiment=wheel"], cwd=work, env=env)
     last = trained.strip().splitlines()[-4:]  # the result is the last thing printed
     assert last[0].startswith("window=2,mask=0.1,seed=0: test accuracy"), trained[-2000:]
     assert last[1].startswith("not the paper's setup: data: synthetic scenes")

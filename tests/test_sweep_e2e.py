@@ -36,8 +36,8 @@ JOB_TIMEOUT = 600
 class Store:
     """A temporary project: extra config folder, data, cache, MLflow store; runs `train.py -m` against it."""
 
-    def __init__(self, root: Path, data_root: Path) -> None:
-        self.root = root
+    def __init__(self, root: Path, data_root: Path, cache: Path) -> None:
+        self.root, self.cache = root, cache
         self.conf = root / "conf"
         experiment_file(self.conf, data_root)
         self.uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -45,7 +45,7 @@ class Store:
     def sweep(self, name: str, *overrides: str) -> subprocess.CompletedProcess:
         cmd = [
             sys.executable, "train.py", "-m", "experiment=tiny_sweep", f"hydra.searchpath=[file://{self.conf}]",
-            "progress=false", f"paths.data={self.root / 'data'}", f"paths.cache={self.root / 'cache'}",
+            "progress=false", f"paths.data={self.root / 'data'}", f"paths.cache={self.cache}",
             f"paths.outputs={self.root / 'outputs'}", f"logger.tracking_uri={self.uri}",
             f"logger.artifacts={self.root / 'mlartifacts'}", f"hydra.sweep.dir={self.sweep_dir(name)}", *overrides,
         ]
@@ -79,9 +79,9 @@ def check(proc: subprocess.CompletedProcess, ok: bool = True) -> str:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, tiny_tau) -> Store:
-    """The 8-job grid, run serially: one parent, 8 children, a summary."""
-    s = Store(tmp_path_factory.mktemp("sweep"), tiny_tau)
+def store(tmp_path_factory, tiny_tau, tiny_cache) -> Store:
+    """The 8-job grid, run serially: one parent, 8 children, a summary (images from the session's feature cache)."""
+    s = Store(tmp_path_factory.mktemp("sweep"), tiny_tau, tiny_cache)
     t0 = time.perf_counter()
     s.first_output = check(s.sweep("first", *GRID))
     s.first_seconds = time.perf_counter() - t0

@@ -79,6 +79,7 @@ def test_spec_key_changes_with_any_setting():
     assert FeatureSpec().key() == FeatureSpec().key()
 
 
+@pytest.mark.slow
 def test_the_2019_resampler_is_safe_from_threads_when_librosa_holds_resampy_lazily():
     """librosa registers resampy as a lazy module; threads touching it at once saw it half-loaded ("module 'resampy'
     has no attribute 'resample'", in the extraction threads of a joblib-launched job). Five fresh lazy loads, eight

@@ -80,23 +80,30 @@ def test_spec_key_changes_with_any_setting():
 
 
 @pytest.mark.slow
-def test_the_2019_resampler_is_safe_from_threads_when_librosa_holds_resampy_lazily():
+@pytest.mark.parametrize("path", ["2019 resampler", "librosa.cqt with kaiser_fast"])
+def test_resampy_is_safe_from_threads_when_librosa_holds_it_lazily(path, monkeypatch):
     """librosa registers resampy as a lazy module; threads touching it at once saw it half-loaded ("module 'resampy'
     has no attribute 'resample'", in the extraction threads of a joblib-launched job). Five fresh lazy loads, eight
-    threads each (without the lock about one in two failed)."""
+    threads each, through both paths that reach resampy (without the lock about one in two failed)."""
     import sys
     import threading
 
     import lazy_loader
+    import librosa.core.audio
 
     from asc.data import features
 
+    spec = FeatureSpec(sample_rate=8000, n_bins=168, hop_length=256, res_type="kaiser_fast")
+    noise = np.random.default_rng(0).standard_normal(4 * 8000).astype(np.float32)
     saved = {k: v for k, v in sys.modules.items() if k == "resampy" or k.startswith("resampy.")}
     errors: list[str] = []
 
-    def downsample():
+    def work():
         try:
-            features._downsample_2019(np.zeros(4000, np.float32), 2)
+            if path == "2019 resampler":
+                features._downsample_2019(noise[:4000], 2)
+            else:
+                features.constant_q(noise, spec)
         except Exception as err:  # noqa: BLE001 - collected, asserted below
             errors.append(repr(err))
 
@@ -104,8 +111,8 @@ def test_the_2019_resampler_is_safe_from_threads_when_librosa_holds_resampy_lazi
         for _ in range(5):
             for k in saved:
                 sys.modules.pop(k, None)
-            lazy_loader.load("resampy")  # what `import librosa.core.audio` does
-            threads = [threading.Thread(target=downsample) for _ in range(8)]
+            monkeypatch.setattr(librosa.core.audio, "resampy", lazy_loader.load("resampy"))  # as `import librosa` does
+            threads = [threading.Thread(target=work) for _ in range(8)]
             for t in threads:
                 t.start()
             for t in threads:

@@ -15,6 +15,8 @@ ENV = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    """Not on the session's tiny set (``tiny_data``): this run proves that train.py synthesises the set and fills the
+    feature cache itself."""
     work = tmp_path_factory.mktemp("run")
     cmd = [sys.executable, str(REPO / "train.py"), *TINY_OVERRIDES, "seed=3", "logger.experiment=e2e"]
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600, env=ENV)

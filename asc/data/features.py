@@ -195,7 +195,8 @@ def _resampy():
     """resampy, imported on first use (it compiles with numba on import, 0.7 s; only the 2019 resampler needs it) and
     loaded whole under a lock: once librosa has registered it as a lazy module (lazy_loader), threads touching it at
     once could see it half-loaded -- "module 'resampy' has no attribute 'resample'" in the extraction threads of a
-    job of the joblib launcher (Python < 3.12.3; cpython#114763, scientific-python/lazy-loader#88)."""
+    job of the joblib launcher (Python < 3.12.3; cpython#114763, scientific-python/lazy-loader#88). Every path that
+    reaches resampy goes through here first: the 2019 resampler, and ``librosa.cqt`` with a ``kaiser_*`` res_type."""
     with _RESAMPY_LOCK:
         import resampy
         import resampy.filters
@@ -261,6 +262,8 @@ def constant_q(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """
     alpha = relative_bandwidth(spec)
     if spec.res_type != RES_TYPE_2019:
+        if "kaiser" in spec.res_type:
+            _resampy()  # librosa resamples with resampy: load it whole first (see _resampy)
         r = 2.0 ** (2.0 / spec.bins_per_octave)  # librosa >= 0.10 has Q = filter_scale * (r + 1) / (r - 1)
         return librosa.cqt(y, sr=spec.sample_rate, hop_length=spec.hop_length, fmin=spec.fmin, n_bins=spec.n_bins,
                            bins_per_octave=spec.bins_per_octave, filter_scale=(r - 1) / (r + 1) / alpha,

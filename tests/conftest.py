@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,19 +47,44 @@ def experiment_file(conf: Path, data_root: Path, *extra: str, name: str = "tiny_
     return path
 
 
+def pytest_configure(config):
+    """Under pytest-xdist with N workers on a machine of N cores, each worker (and every process it starts) gets one
+    core's worth of threads instead of all of them, so N workers do not fight over the cores."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(name, threads)
+
+
+def _run_dir(tmp_path_factory, name: str) -> Path:
+    """A folder shared by the whole run: under pytest-xdist the workers' temporary folders sit side by side in one
+    parent, and the folder is made there, so every worker finds the same one."""
+    base = tmp_path_factory.getbasetemp()
+    path = (base.parent if "PYTEST_XDIST_WORKER" in os.environ else base) / name
+    path.mkdir(exist_ok=True)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_tau(tmp_path_factory) -> Path:
-    """A 120-clip synthetic dataset in TAU's layout (stereo 24-bit WAV), shared by the session."""
+    """A 120-clip synthetic dataset in TAU's layout (stereo 24-bit WAV), made once per run (the first worker to need
+    it writes it; the others wait on the lock and then read it)."""
+    import fcntl
+
     from asc.data.synth import SynthConfig, generate
 
-    root = tmp_path_factory.mktemp("tau") / "TAU-urban-acoustic-scenes-2019-development"
-    return generate(root, SynthConfig(**TINY), progress=False)
+    shared = _run_dir(tmp_path_factory, "tiny-tau")
+    with open(shared / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return generate(shared / "TAU-urban-acoustic-scenes-2019-development", SynthConfig(**TINY), progress=False)
 
 
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory) -> Path:
-    """A spectrogram cache folder shared by the session's sweeps of ``tiny_tau`` (entries computed once)."""
-    return tmp_path_factory.mktemp("cache")
+    """A spectrogram cache folder shared by the run's sweeps of ``tiny_tau`` (entries computed once; the cache is safe
+    for processes that fill it together, as tests/test_cache.py checks)."""
+    return _run_dir(tmp_path_factory, "tiny-cache")
 
 
 @pytest.fixture

@@ -11,6 +11,10 @@ from conftest import REPO, TINY_OVERRIDES
 
 #: a module-scoped fixture runs before the per-test environment clean-up: leave out any inherited MLflow store
 ENV = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+#: the tiny set with one city: 60 clips (10 scenes x 3 locations x 2 segments) are enough to prove the synthesis, the
+#: cache and the artifacts, at half the tiny set's cost
+ONE_CITY = [o if not o.startswith("data.synthetic.cities=") else "data.synthetic.cities=[lyon]" for o in TINY_OVERRIDES]
+CLIPS = 60
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +22,7 @@ def trained(tmp_path_factory):
     """Not on the session's tiny set (``tiny_data``): this run proves that train.py synthesises the set and fills the
     feature cache itself."""
     work = tmp_path_factory.mktemp("run")
-    cmd = [sys.executable, str(REPO / "train.py"), *TINY_OVERRIDES, "seed=3", "logger.experiment=e2e"]
+    cmd = [sys.executable, str(REPO / "train.py"), *ONE_CITY, "seed=3", "logger.experiment=e2e"]
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return work, proc
@@ -39,7 +43,7 @@ def test_run_is_in_mlflow_with_metrics_and_confusion_matrix(trained):
     m = run.data.metrics
     assert 0 <= m["test/acc"] <= 1 and "val/acc" in m and "train/loss" in m
     assert {f"test/acc_{c}" for c in ("bus", "park", "tram")} <= set(m)
-    assert m["split/train"] + m["split/val"] + m["split/test"] == 120
+    assert m["split/train"] + m["split/val"] + m["split/test"] == CLIPS
     assert m["params/trainable"] == m["params/total"] > 0  # small CNN: trained from scratch
     assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 2  # per epoch
     assert run.data.params["model.backbone"] == "small_cnn"
@@ -64,9 +68,9 @@ def test_run_is_in_mlflow_with_metrics_and_confusion_matrix(trained):
 def test_feature_cache_is_reused_by_a_second_run(trained):
     work, _ = trained
     entries = list((work / "cache").glob("cqt-*/*.npy"))
-    assert len(entries) == 120
-    cmd = [sys.executable, str(REPO / "train.py"), *TINY_OVERRIDES, "trainer.max_epochs=1", "logger.experiment=e2e2"]
+    assert len(entries) == CLIPS
+    cmd = [sys.executable, str(REPO / "train.py"), *ONE_CITY, "trainer.max_epochs=1", "logger.experiment=e2e2"]
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "features: 0 computed, 120 cached" in proc.stderr + proc.stdout
+    assert f"features: 0 computed, {CLIPS} cached" in proc.stderr + proc.stdout
     assert sorted((work / "cache").glob("cqt-*/*.npy")) == sorted(entries)

@@ -22,7 +22,7 @@ help: ## list the targets
 
 install: .venv/.synced ## create .venv and install the locked dependencies (uv)
 
-demo: install ## the paper's pipeline on synthetic scenes, logged to MLflow (a few minutes on 2 cores)
+demo: install ## the paper's pipeline on synthetic scenes, logged to MLflow (about 80 s on 2 cores)
 	$(PY) train.py experiment=demo
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist), default 2: on 2 cores the end-to-end tests spend much of their

@@ -102,6 +102,25 @@ def tiny_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def own_cache(tmp_path, tiny_cache) -> Path:
+    """``tmp_path / "cache"``: a cache folder of the test's own, holding hard links to the feature entries the session
+    has computed so far (not its embedding caches). The test still fills and checks its own embedding cache, but reads
+    the tiny set's images instead of computing them again (20-30 s of CPU each). A feature entry the session has not
+    made yet is computed here, as before. Entries are only ever replaced by renaming, never rewritten in place
+    (asc.files), so a link cannot carry one test's writes into another's cache."""
+    own = tmp_path / "cache"
+    for spec in tiny_cache.glob("*/spec.json"):
+        if spec.parent.name.startswith("embeddings-"):
+            continue
+        folder = own / spec.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for entry in spec.parent.iterdir():
+            if entry.is_file() and not entry.name.startswith("."):  # no lock or temporary files
+                os.link(entry, folder / entry.name)
+    return own
+
+
+@pytest.fixture
 def tiny_data(tiny_tau, tiny_cache) -> list[str]:
     """Overrides that point a TINY_OVERRIDES run at the session's tiny set and feature cache: the set is synthesised and
     its images computed once per session, not once per end-to-end test (about 20 s each on 2 cores)."""

@@ -32,11 +32,12 @@ def runs(work: Path, experiment: str) -> list:
 
 
 @pytest.mark.slow
-def test_one_run_on_two_devices(tmp_path, tiny_tau):
+def test_one_run_on_two_devices(tmp_path, tiny_tau, own_cache):
     import numpy as np
     from mlflow import MlflowClient
 
-    # the session's tiny set, this test's own cache: the embedding cache must be filled here, once
+    # the session's tiny set, this test's own cache (own_cache: links to the session's images): the embedding cache
+    # must be filled here, once
     out = train(tmp_path, f"data.root={tiny_tau}", "logger.experiment=ddp", "model=efficientnet_lite0", "model.image_size=32",
                 "model.embedding_cache.enabled=true", "model.hidden=[16]")
     (run,) = runs(tmp_path, "ddp")  # one MLflow run, not one per device

@@ -84,7 +84,7 @@ def _run(tmp_path, tiny_tau, monkeypatch, *overrides):
 
 
 @pytest.mark.slow
-def test_run_trains_the_head_from_the_embedding_cache(tmp_path, tiny_tau, monkeypatch):
+def test_run_trains_the_head_from_the_embedding_cache(tmp_path, tiny_tau, own_cache, monkeypatch):
     result = _run(tmp_path, tiny_tau, monkeypatch, "model.freeze=true", "model.embedding_cache.enabled=true", "mask=0.1")
     assert 0 <= result.test_acc <= 1
     entries = list((tmp_path / "cache").glob("embeddings-*/info.json"))
@@ -94,6 +94,6 @@ def test_run_trains_the_head_from_the_embedding_cache(tmp_path, tiny_tau, monkey
 
 
 @pytest.mark.slow
-def test_run_with_bf16_and_channels_last(tmp_path, tiny_tau, monkeypatch):
+def test_run_with_bf16_and_channels_last(tmp_path, tiny_tau, own_cache, monkeypatch):
     result = _run(tmp_path, tiny_tau, monkeypatch, "trainer.precision=bf16-mixed", "model.channels_last=true")
     assert 0 <= result.test_acc <= 1 and result.epochs >= 1

@@ -56,21 +56,6 @@ def pytest_configure(config):
             os.environ.setdefault(name, threads)
 
 
-#: The test files that take longest on 2 cores, longest first (wall seconds in a `make test` run of 2026-12-07, 2
-#: workers): run first, so that the workers end together on the many short files instead of one of them starting a
-#: 4-minute file when the other is nearly done. Order only: a file missing here runs after these, as collected.
-LONGEST_FIRST = ("test_reliability.py", "test_sweep_e2e.py", "test_tune.py", "test_team_tracking.py", "test_slurm.py",
-                 "test_ddp.py", "test_wheel.py", "test_speed_options.py", "test_train.py", "test_resume.py",
-                 "test_console.py", "test_sweep_mistakes.py", "test_mistakes.py", "test_compare.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    """The longest files first (LONGEST_FIRST); within a file, the collected order. pytest-xdist's ``--dist loadfile``
-    hands files to the workers in this order."""
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
-
-
 def _run_dir(tmp_path_factory, name: str) -> Path:
     """A folder shared by the whole run: under pytest-xdist the workers' temporary folders sit side by side in one
     parent, and the folder is made there, so every worker finds the same one."""
@@ -104,19 +89,14 @@ def tiny_cache(tmp_path_factory) -> Path:
 @pytest.fixture
 def own_cache(tmp_path, tiny_cache) -> Path:
     """``tmp_path / "cache"``: a cache folder of the test's own, holding hard links to the feature entries the session
-    has computed so far (not its embedding caches). The test still fills and checks its own embedding cache, but reads
-    the tiny set's images instead of computing them again (20-30 s of CPU each). A feature entry the session has not
-    made yet is computed here, as before. Entries are only ever replaced by renaming, never rewritten in place
-    (asc.files), so a link cannot carry one test's writes into another's cache."""
+    has computed so far (not its embedding caches, locks or temporary files). The test still fills and checks its own
+    embedding cache, but reads the tiny set's images instead of computing them again (about 15 s of CPU for each
+    feature setting); an entry the session has not made yet is computed here, as before. Entries are only replaced by
+    renaming (asc.files), never rewritten in place, so a link cannot carry one test's writes into another's cache."""
+    import shutil
+
     own = tmp_path / "cache"
-    for spec in tiny_cache.glob("*/spec.json"):
-        if spec.parent.name.startswith("embeddings-"):
-            continue
-        folder = own / spec.parent.name
-        folder.mkdir(parents=True, exist_ok=True)
-        for entry in spec.parent.iterdir():
-            if entry.is_file() and not entry.name.startswith("."):  # no lock or temporary files
-                os.link(entry, folder / entry.name)
+    shutil.copytree(tiny_cache, own, copy_function=os.link, ignore=shutil.ignore_patterns("embeddings-*", ".*"))
     return own
 
 

@@ -227,7 +227,7 @@ def test_the_real_audio_experiment_names_no_folder(compose):
 
 
 @pytest.mark.slow
-def test_run_with_lite0_and_the_embedding_cache(tmp_path, tiny_tau, own_cache, monkeypatch):
+def test_run_with_lite0_and_the_embedding_cache(tmp_path, tiny_tau, monkeypatch):
     """The demo's config (`make demo`), shrunk to the tiny set and 96 px."""
     import json
 

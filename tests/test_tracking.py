@@ -48,6 +48,58 @@ def test_schema_lock_only_for_sqlite_files(tmp_path):
         assert (tmp_path / "mlflow.db.lock").exists()
 
 
+def _schema_and_rows(path):
+    """Every table's, index's and trigger's SQL, and each table's rows (without the default experiment's time
+    stamps and artifact folder, which name the moment and the place the store was made). The SQL's lines are
+    compared as a set: MLflow's own migrations write a table's constraints in an order that changes from one
+    process to the next (Python's string hashing), so two stores it makes itself differ in that order alone."""
+    import sqlite3
+
+    def lines(sql):
+        return sorted(line.strip().rstrip(",").strip() for line in (sql or "").splitlines())
+
+    with sqlite3.connect(path) as db:
+        schema = sorted((kind, name, lines(sql)) for kind, name, sql in
+                        db.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"))
+        tables = [name for kind, name, _ in schema if kind == "table"]
+        rows = {t: sorted(map(repr, db.execute(f'SELECT * FROM "{t}"'))) for t in tables if t != "experiments"}
+        rows["experiments"] = list(db.execute("SELECT experiment_id, name, lifecycle_stage FROM experiments"))
+    db.close()
+    return schema, rows
+
+
+def test_a_new_sqlite_store_is_a_copy_of_the_schema_template_and_equals_mlflows_own(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    from asc.tracking.store import TrackingStore, schema_template
+
+    monkeypatch.setenv("ASC_CACHE_HOME", str(tmp_path / "home"))
+    template = schema_template()
+    assert template.parent == tmp_path / "home" and not template.exists()
+    copied = tmp_path / "asc.db"
+    client = TrackingStore(f"sqlite:///{copied}", explicit=True).client
+    assert template.is_file() and [p.name for p in template.parent.iterdir()] == [template.name]  # no temporary left
+    mlflows = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")  # MLflow's own migrations
+    ours, theirs = _schema_and_rows(copied), _schema_and_rows(tmp_path / "mlflow.db")
+    assert ours == theirs and ours[1]["alembic_version"]  # same tables, same schema revision, same rows
+    assert _schema_and_rows(template)[1]["experiments"] == []  # the template names no store's artifact folder
+    # MLflow adds the default experiment to the copy as to its own store: its folder is where MLflow puts it now
+    assert client.get_experiment("0").artifact_location == mlflows.get_experiment("0").artifact_location
+    run = client.create_run(client.create_experiment("e"))  # a working store
+    client.log_metric(run.info.run_id, "m", 1.0)
+    assert client.get_run(run.info.run_id).data.metrics == {"m": 1.0}
+
+
+def test_a_store_is_made_by_mlflow_where_no_template_can_be_written(tmp_path, monkeypatch):
+    from asc.tracking.store import TrackingStore, create_sqlite_store
+
+    (tmp_path / "home").write_text("a file where the template's folder would be")
+    monkeypatch.setenv("ASC_CACHE_HOME", str(tmp_path / "home"))
+    assert not create_sqlite_store(tmp_path / "asc.db") and not (tmp_path / "asc.db").exists()
+    client = TrackingStore(f"sqlite:///{tmp_path / 'asc.db'}", explicit=True).client
+    assert client.get_experiment_by_name("Default") is not None
+
+
 @pytest.mark.slow
 def test_a_run_ends_only_when_everything_is_recorded_not_when_lightning_finalizes(tmp_path):
     """Lightning finalizes its loggers when fit ends, before test: a run killed in between must not look FINISHED

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -104,6 +105,60 @@ def schema_lock(url: str) -> AbstractContextManager:
     if path is None or not path.parent.is_dir():  # no file, or a folder that is missing: the store says so itself
         return nullcontext()
     return exclusive(f"{path}.lock", f"{path}: another process is creating its tables; waiting", timeout=600)
+
+
+def schema_template() -> Path:
+    """Where this machine keeps an empty SQLite store of the installed MLflow's schema (no experiment in it), one file
+    per MLflow and SQLAlchemy version: ``$ASC_CACHE_HOME``, else ``$XDG_CACHE_HOME/asc``, else ``~/.cache/asc``."""
+    import sqlalchemy
+
+    root = os.environ.get("ASC_CACHE_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "asc"
+    return Path(root) / f"mlflow-{mlflow.__version__}-sqlalchemy-{sqlalchemy.__version__}-schema.db"
+
+
+def _make_schema_template(template: Path) -> None:
+    """Let MLflow create a store in a temporary file beside ``template`` (its ~50 migrations, each committed and so
+    synced to disk: about 6 s of wall time on a plain disk), take out the default experiment MLflow adds when it
+    opens a store without one (it names the artifact folder of the store it was made for), then rename the file to
+    ``template``: a process that dies half-way leaves no template behind, and two that race both leave a whole one."""
+    import sqlite3
+
+    template.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{template.name}.", suffix=".tmp", dir=template.parent)
+    os.close(fd)
+    os.unlink(tmp)  # MLflow creates the tables only in a file that is missing or empty; it makes the file itself
+    try:
+        MlflowClient(f"sqlite:///{tmp}").search_experiments(max_results=1)
+        with sqlite3.connect(tmp) as db:
+            db.execute("DELETE FROM experiment_tags")
+            db.execute("DELETE FROM experiments")
+        db.close()
+        os.replace(tmp, template)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def create_sqlite_store(path: Path) -> bool:
+    """A new SQLite store at ``path`` as a copy of :func:`schema_template` (made once per MLflow version): the same
+    tables MLflow's own creation gives (tests/test_tracking.py compares them), in milliseconds instead of the seconds
+    its migrations take. MLflow adds the default experiment itself when it first opens the copy. False, leaving
+    MLflow to create the store as usual, where the template cannot be made (a read-only home, say)."""
+    template = schema_template()
+    try:
+        if not template.is_file():
+            _make_schema_template(template)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(template, tmp)
+            os.replace(tmp, path)  # a whole store or none under its name
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        return False
+    return True
 
 
 def artifact_location(path: str | None) -> str | None:
@@ -198,6 +253,9 @@ class TrackingStore:
         check_server(self.uri)
         if self.uri not in _OPENED:
             with schema_lock(self.uri):
+                path = sqlite_file(self.uri)
+                if path is not None and path.parent.is_dir() and not path.exists():
+                    create_sqlite_store(path)
                 MlflowClient(self.uri).search_experiments(max_results=1)
             _OPENED.add(self.uri)
         return MlflowClient(self.uri, registry_uri=self.uri)

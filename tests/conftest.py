@@ -48,12 +48,15 @@ def experiment_file(conf: Path, data_root: Path, *extra: str, name: str = "tiny_
 
 def pytest_configure(config):
     """Under pytest-xdist with N workers on a machine of N cores, each worker (and every process it starts) gets one
-    core's worth of threads instead of all of them, so N workers do not fight over the cores."""
+    core's worth of threads and of worker processes instead of all of them, so N workers do not fight over the cores.
+    ``LOKY_MAX_CPU_COUNT`` is joblib's: with one core each, a run's feature extraction and synthesis (which default
+    to one process per core) work in the run's own process instead of starting two that import librosa and torch
+    again (about 9 s of CPU for each run that fills a cache). Tests that name their worker counts keep them."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
-        threads = str(max(1, (os.cpu_count() or 1) // workers))
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            os.environ.setdefault(name, threads)
+        share = str(max(1, (os.cpu_count() or 1) // workers))
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "LOKY_MAX_CPU_COUNT"):
+            os.environ.setdefault(name, share)
 
 
 def _run_dir(tmp_path_factory, name: str) -> Path:

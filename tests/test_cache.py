@@ -108,6 +108,21 @@ def test_two_builders_make_one_cache_without_duplicate_work(tmp_path):
     assert np.array_equal(expected.load(files[:2], [f.name for f in files[:2]]), images[:2])
 
 
+@pytest.mark.slow
+def test_worker_processes_give_the_entries_one_process_gives_and_report_a_damaged_file(tmp_path):
+    """The extraction's worker processes (joblib), which the test suite otherwise leaves out: under pytest-xdist each
+    run gets one core (conftest.py), and extraction on one core stays in the run's own process."""
+    root = folder(tmp_path / "rec", 6, seconds=0.5)
+    (root / "clip005.wav").write_bytes(b"RIFF, but no audio")
+    files = sorted(root.glob("*.wav"))
+    names = [f.name for f in files]
+    two = FeatureCache(tmp_path / "two", spec()).build(files, names, workers=2, on_error="skip", progress=False)
+    assert two.computed == 5 and [Path(f).name for f, _ in two.skipped] == ["clip005.wav"]
+    one = FeatureCache(tmp_path / "one", spec())
+    one.build(files[:5], names[:5], workers=1, progress=False)
+    assert np.array_equal(FeatureCache(tmp_path / "two", spec()).load(files[:5], names[:5]), one.load(files[:5], names[:5]))
+
+
 def test_extract_cli_reports_and_reruns_as_noop(tmp_path, capsys):
     from asc.cli.extract import main
 

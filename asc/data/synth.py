@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from joblib import Parallel, delayed
+from joblib import Parallel, cpu_count, delayed
 from tqdm.auto import tqdm
 
 from asc.data.scenes import CITIES, SCENES
@@ -268,7 +268,7 @@ def generate(root: str | Path, cfg: SynthConfig, workers: int | None = None, pro
         (tmp / "audio").mkdir()
         (tmp / "evaluation_setup").mkdir()
         rows = clip_names(cfg)
-        n_jobs = workers or os.cpu_count() or 1
+        n_jobs = workers or cpu_count()  # joblib's count: the cores this process may use (LOKY_MAX_CPU_COUNT)
         jobs = (delayed(_write_clip)(tmp, cfg, *row) for row in rows)
         runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=4)
         for _ in tqdm(runner(jobs), total=len(rows), desc="synthesising scenes", unit="clip", disable=not progress):

@@ -148,6 +148,9 @@ def create_sqlite_store(path: Path) -> bool:
     try:
         if not template.is_file():
             _make_schema_template(template)
+    except Exception:  # noqa: BLE001 -- any failure here leaves the store to MLflow, which reports its own errors
+        return False
+    try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:

@@ -51,7 +51,7 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from asc.files import disk_full, exclusive, free_space, no_space
+from asc.files import atomic_write, disk_full, exclusive, free_space, no_space
 from asc.tracking.confusion import confusion_csv, plot_confusion
 from asc.tracking.health import (DEFAULT_URI, TrackingError, check_server, is_server, resolve_uri, stopped_answering,
                                  unreachable)
@@ -151,14 +151,8 @@ def create_sqlite_store(path: Path) -> bool:
     except Exception:  # noqa: BLE001 -- any failure here leaves the store to MLflow, which reports its own errors
         return False
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            shutil.copyfile(template, tmp)
-            os.replace(tmp, path)  # a whole store or none under its name
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with open(template, "rb") as src:
+            atomic_write(path, lambda f: shutil.copyfileobj(src, f))  # a whole store or none under its name
     except OSError:
         return False
     return True
